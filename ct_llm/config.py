@@ -1,0 +1,196 @@
+"""Typed settings: the workspace's `ct-llm.yaml`, then `CT_LLM__<KEY>` / `CT_LLM__<SECTION>__<KEY>`
+environment variables, then CLI overrides. Unknown keys and wrong types are errors that name the key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ct_llm.errors import ConfigError
+
+# The repository that holds recipes/ and eval_suites/ (editable installs and source checkouts).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServingConfig(_Strict):
+    url: str | None = None
+    """An already running OpenAI-compatible vLLM server to use; None: ct-llm starts its own."""
+    host: str = "127.0.0.1"
+    """Interface the managed vLLM binds to; loopback so only the gateway reaches it."""
+    port: int = 8001
+    """Port of the managed vLLM server."""
+    python: str | None = None
+    """Python of the serving environment; default `$CT_LLM_VLLM_PYTHON` or `<repo>/.venv-vllm/bin/python`."""
+    max_loras: int = 4
+    """Adapters vLLM keeps loaded at once (production + canary + eval candidates)."""
+    max_lora_rank: int = 16
+    """Largest LoRA rank the server accepts; adapters above it are refused before loading."""
+    max_model_len: int = 2048
+    """Context length the server allocates for."""
+    memory_fraction: float = Field(0.3, gt=0, le=1)
+    """vLLM `--gpu-memory-utilization`; on CPU the share of host memory for the KV cache."""
+    dtype: str = "bfloat16"
+    """Serving dtype."""
+    startup_timeout_s: float = 600.0
+    """How long to wait for the server to become healthy."""
+    extra_args: list[str] = []
+    """More vLLM command-line flags, passed through as they are."""
+
+
+class ApiConfig(_Strict):
+    host: str = "127.0.0.1"
+    """Interface of `ct-llm api`."""
+    port: int = 8000
+    """Port of `ct-llm api`."""
+    max_body_bytes: int = 1_000_000
+    """Largest accepted request body; bigger bodies get 413."""
+    max_events_per_batch: int = 1000
+    """Most feedback events in one POST."""
+    upstream_timeout_s: float = 120.0
+    """Timeout of a proxied chat completion."""
+
+
+class CurateConfig(_Strict):
+    heldout_fraction: float = Field(0.2, ge=0, lt=1)
+    """Share of conversations kept out of training for evaluation."""
+    seed: int = 0
+    """Seed of the conversation-level split (hash salt)."""
+
+
+class EvalConfig(_Strict):
+    suites: list[str] = ["regression/general.yaml"]
+    """Suites under eval_suites/ run for every candidate."""
+    concurrency: int = Field(8, ge=1)
+    """Concurrent requests to the server while evaluating."""
+    max_tokens: int = Field(96, ge=1)
+    """Generation cap per eval answer."""
+
+
+class GateConfig(_Strict):
+    max_regression_drop: float = Field(0.01, ge=0, le=1)
+    """A candidate may lose at most this much regression pass rate vs production."""
+    min_target_gain: float = Field(0.0, ge=-1, le=1)
+    """Target suites (the behaviour being taught) must improve by at least this much."""
+
+
+class DeployConfig(_Strict):
+    canary_weight: float = Field(0.1, ge=0, le=1)
+    """Share of conversations routed to a new canary."""
+
+
+class TriggerConfig(_Strict):
+    min_new_examples: int = Field(8, ge=1)
+    """Volume trigger: train when at least this many new usable feedback events arrived."""
+
+
+class WorkspaceConfig(_Strict):
+    tenant: str = "default"
+    """Tenant the CLI acts for unless `--tenant` says otherwise."""
+    base_model: str = "smollm2-135m-instruct"
+    """Name of the base model under `models/` (see `ct-llm model import`)."""
+    adapter_name: str = "assistant"
+    """Adapter versions are named `<tenant>-<adapter_name>-v<N>`."""
+    recipe: str = "recipes/smollm2-135m/dpo_cpu.yaml"
+    """Training recipe used by `ct-llm cycle`."""
+    system_prompt: str | None = None
+    """System prompt the gateway adds when a request has none (the chatbot's persona)."""
+    database_url: str | None = None
+    """SQLAlchemy URL; None: SQLite `ct-llm.db` in the workspace."""
+    serving: ServingConfig = ServingConfig()
+    api: ApiConfig = ApiConfig()
+    curate: CurateConfig = CurateConfig()
+    eval: EvalConfig = EvalConfig()
+    gate: GateConfig = GateConfig()
+    deploy: DeployConfig = DeployConfig()
+    triggers: TriggerConfig = TriggerConfig()
+
+
+def _format_validation_error(source: str, err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{key}'")
+        else:
+            parts.append(f"'{key}': {e['msg']}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (["a", "b"], value); the value is parsed as YAML (numbers, bools, lists)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not key=value")
+    key, raw = text.split("=", 1)
+    if not key:
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    out = dict(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            child = dict(child) if isinstance(child, dict) else {}
+            node[part] = child
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def _env_overrides(environ: dict[str, str]) -> list[str]:
+    out = []
+    for name, value in environ.items():
+        if name.startswith("CT_LLM__"):
+            key = name[len("CT_LLM__") :].lower().replace("__", ".")
+            out.append(f"{key}={value}")
+    return out
+
+
+def load_config(
+    path: Path | None, overrides: list[str] | None = None, environ: dict[str, str] | None = None
+) -> WorkspaceConfig:
+    data: dict[str, Any] = {}
+    if path is not None and path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of settings")
+        data = loaded
+    env = os.environ if environ is None else environ
+    data = apply_overrides(data, _env_overrides(dict(env)) + list(overrides or []))
+    try:
+        return WorkspaceConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(str(path or "config"), e)) from None
+
+
+def dump_config(config: WorkspaceConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def resolve_resource(path: str) -> Path:
+    """A recipe or suite path as given, else relative to the ct-llm repository."""
+    p = Path(path)
+    if p.exists() or p.is_absolute():
+        return p
+    for root in (REPO_ROOT, REPO_ROOT / "eval_suites"):
+        if (root / p).exists():
+            return root / p
+    return p

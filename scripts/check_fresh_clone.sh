@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Run what CI runs on a fresh clone of the current branch, in a temporary folder, so a green
+# result cannot depend on something installed by hand here.
+#   scripts/check_fresh_clone.sh [make-target]   (default: test)
+set -euo pipefail
+target="${1:-test}"
+src="$(git rev-parse --show-toplevel)"
+dir="$(mktemp -d)"
+trap 'rm -rf "$dir"' EXIT
+git clone -q "$src" "$dir/ct-llm"
+cd "$dir/ct-llm"
+echo "fresh clone at $dir/ct-llm; running make $target"
+time make "$target"

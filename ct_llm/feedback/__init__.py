@@ -1,0 +1,1 @@
+"""Feedback: the event schema, idempotent ingestion and per-tenant statistics."""

@@ -1,0 +1,170 @@
+"""Store a batch of feedback events for one tenant, idempotently.
+
+Each item is validated on its own: a malformed event is rejected with its index and a reason and
+the rest of the batch is stored. An `event_id` seen before with the same payload hash is a
+duplicate (stored once, counted); with a different payload it is a conflict (rejected), so a
+client bug that reuses ids cannot silently overwrite feedback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ct_llm.feedback.schema import FeedbackEventIn, parse_event, payload_hash
+from ct_llm.store.models import ChatResponse, FeedbackEvent, utcnow
+
+# SQLite allows 999 bound parameters per statement on old builds; stay well under it.
+_IN_CHUNK = 500
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    thumbs_down_by_version: dict[str, int] = field(default_factory=dict)
+    """Accepted thumbs-down events per model version (for the canary-vs-production metrics)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API answer, exactly as the contract names it."""
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield values[start : start + _IN_CHUNK]
+
+
+def _raw_event_id(item: Any) -> str | None:
+    """The event_id of an item that failed validation, if it has a usable one, for the answer."""
+    if isinstance(item, dict) and isinstance(item.get("event_id"), str):
+        return item["event_id"][:256]
+    return None
+
+
+def _known_hashes(session: Session, tenant: str, event_ids: Iterable[str]) -> dict[str, str]:
+    ids = sorted(set(event_ids))
+    out: dict[str, str] = {}
+    for chunk in _chunks(ids):
+        rows = session.execute(
+            select(FeedbackEvent.event_id, FeedbackEvent.payload_hash).where(
+                FeedbackEvent.tenant == tenant, FeedbackEvent.event_id.in_(chunk)
+            )
+        )
+        out.update({eid: h for eid, h in rows})
+    return out
+
+
+def _known_responses(
+    session: Session, tenant: str, response_ids: Iterable[str]
+) -> dict[str, tuple[str | None, str]]:
+    """response_id -> (conversation_id, model_version), only for this tenant's responses: another
+    tenant's response_id is as unknown as a made-up one."""
+    ids = sorted(set(response_ids))
+    out: dict[str, tuple[str | None, str]] = {}
+    for chunk in _chunks(ids):
+        rows = session.execute(
+            select(ChatResponse.id, ChatResponse.conversation_id, ChatResponse.model_version).where(
+                ChatResponse.tenant == tenant, ChatResponse.id.in_(chunk)
+            )
+        )
+        out.update({rid: (conv, mv) for rid, conv, mv in rows})
+    return out
+
+
+def _row(
+    tenant: str, ev: FeedbackEventIn, digest: str, joined: tuple[str | None, str] | None
+) -> FeedbackEvent:
+    conversation_id = ev.conversation_id or (joined[0] if joined else None)
+    model_version = ev.model_version or (joined[1] if joined else None)
+    messages = [m.model_dump(exclude_none=True) for m in ev.messages] if ev.messages else None
+    return FeedbackEvent(
+        tenant=tenant,
+        event_id=ev.event_id,
+        payload_hash=digest,
+        kind=ev.kind,
+        value=ev.value,
+        response_id=ev.response_id,
+        conversation_id=conversation_id,
+        user_id=ev.user_id,
+        model_version=model_version,
+        messages=messages,
+        response=ev.response,
+        metadata_=ev.metadata,
+        created_at=ev.created_at or utcnow(),
+        received_at=utcnow(),
+    )
+
+
+def _ingest_once(session: Session, tenant: str, items: Sequence[Any]) -> IngestResult:
+    result = IngestResult()
+    parsed: list[tuple[int, FeedbackEventIn, str]] = []
+    for index, item in enumerate(items):
+        try:
+            ev = parse_event(item)
+        except ValueError as e:
+            result.rejected.append(
+                {"index": index, "event_id": _raw_event_id(item), "error": str(e)}
+            )
+            continue
+        parsed.append((index, ev, payload_hash(ev)))
+
+    stored = _known_hashes(session, tenant, (ev.event_id for _, ev, _ in parsed))
+    responses = _known_responses(
+        session, tenant, (ev.response_id for _, ev, _ in parsed if ev.response_id)
+    )
+    in_batch: dict[str, str] = {}
+    for index, ev, digest in parsed:
+        prior = in_batch.get(ev.event_id, stored.get(ev.event_id))
+        if prior is not None:
+            if prior == digest:
+                result.duplicates += 1
+            else:
+                where = "earlier in this batch" if ev.event_id in in_batch else "before"
+                result.rejected.append({
+                    "index": index,
+                    "event_id": ev.event_id,
+                    "error": f"conflict: event_id was received {where} with a different payload; "
+                    "a new event needs a new event_id",
+                })
+            continue
+        joined = responses.get(ev.response_id) if ev.response_id else None
+        if ev.response_id and joined is None:
+            result.rejected.append({
+                "index": index,
+                "event_id": ev.event_id,
+                "error": f"unknown response_id '{ev.response_id}'",
+            })
+            continue
+        row = _row(tenant, ev, digest, joined)
+        session.add(row)
+        in_batch[ev.event_id] = digest
+        result.accepted += 1
+        if ev.kind == "thumbs" and ev.value is False:
+            version = row.model_version or "unknown"
+            counts = result.thumbs_down_by_version
+            counts[version] = counts.get(version, 0) + 1
+    session.flush()
+    result.rejected.sort(key=lambda r: r["index"])
+    return result
+
+
+def ingest_events(session: Session, tenant: str, items: Sequence[Any]) -> IngestResult:
+    """Validate and store `items` for `tenant` in the caller's transaction.
+
+    If a concurrent request stores one of the same event_ids between our read and our insert,
+    the unique (tenant, event_id) constraint fires; the transaction is rolled back and the batch
+    classified again, now seeing the other request's rows as duplicates or conflicts. Because
+    of that rollback, call it in a transaction of its own.
+    """
+    try:
+        return _ingest_once(session, tenant, items)
+    except IntegrityError:
+        session.rollback()
+        return _ingest_once(session, tenant, items)

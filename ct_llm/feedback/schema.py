@@ -1,0 +1,148 @@
+"""The feedback event schema (pydantic v2) and its idempotency hash. Pure: no database, no HTTP.
+
+An event names the answer it is about either by `response_id` (an answer served by the gateway)
+or by carrying the whole exchange (`messages` + `response`), e.g. for answers served elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+KINDS = ("thumbs", "rating", "edit", "regenerate", "comment")
+Kind = Literal["thumbs", "rating", "edit", "regenerate", "comment"]
+
+MAX_TEXT_CHARS = 100_000
+"""Longest answer, edit or message content; generous for chat, small enough to bound a row."""
+MAX_COMMENT_CHARS = 10_000
+MAX_MESSAGES = 256
+MAX_METADATA_BYTES = 16_384
+"""Metadata is free-form, so it is bounded by its serialized size rather than its shape."""
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = Field(max_length=MAX_TEXT_CHARS)
+    name: str | None = Field(None, max_length=256)
+
+
+class FeedbackEventIn(BaseModel):
+    """One feedback event as a client sends it."""
+
+    # Unknown keys are errors, so a misspelt `respnse_id` is reported instead of silently dropped;
+    # anything extra belongs in `metadata`.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: str = Field(min_length=1, max_length=256)
+    """Client-made idempotency key: a retried event must reuse it."""
+    kind: Kind
+    value: Any = None
+    """thumbs: bool; rating: int 1-5; edit: the corrected answer; regenerate: the kept
+    response_id or null; comment: text."""
+    response_id: str | None = Field(None, min_length=1, max_length=128)
+    messages: list[Message] | None = Field(None, min_length=1, max_length=MAX_MESSAGES)
+    response: str | None = Field(None, max_length=MAX_TEXT_CHARS)
+    conversation_id: str | None = Field(None, min_length=1, max_length=256)
+    user_id: str | None = Field(None, min_length=1, max_length=256)
+    model_version: str | None = Field(None, min_length=1, max_length=256)
+    created_at: datetime | None = None
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("created_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        # Naive timestamps are taken as UTC, and every instant is expressed in UTC, so one
+        # event always hashes the same way whatever offset the client wrote it with.
+        if v is None:
+            return v
+        if v.tzinfo is None:
+            return v.replace(tzinfo=timezone.utc)
+        return v.astimezone(timezone.utc)
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            try:
+                size = len(json.dumps(v, ensure_ascii=False, default=str).encode("utf-8"))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"metadata is not serializable: {e}") from None
+            if size > MAX_METADATA_BYTES:
+                raise ValueError(f"metadata is {size} bytes; at most {MAX_METADATA_BYTES}")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> FeedbackEventIn:
+        _check_value(self.kind, self.value)
+        has_exchange = self.messages is not None or self.response is not None
+        if self.response_id is not None and has_exchange:
+            raise ValueError("give either response_id or messages + response, not both")
+        if self.response_id is None and (self.messages is None or self.response is None):
+            raise ValueError("an event needs response_id, or both messages and response")
+        return self
+
+
+def _check_value(kind: str, value: Any) -> None:
+    # bool is a subclass of int in Python: a rating of `true` must not pass as 1.
+    if kind == "thumbs":
+        if not isinstance(value, bool):
+            raise ValueError("thumbs value must be true or false")
+    elif kind == "rating":
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
+            raise ValueError("rating value must be an integer from 1 to 5")
+    elif kind == "edit":
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("edit value must be the corrected answer (a non-empty string)")
+        if len(value) > MAX_TEXT_CHARS:
+            raise ValueError(f"edit value is longer than {MAX_TEXT_CHARS} characters")
+    elif kind == "regenerate":
+        if value is not None and not isinstance(value, str):
+            raise ValueError("regenerate value must be a string (the response_id kept) or null")
+        if isinstance(value, str) and len(value) > 256:
+            raise ValueError("regenerate value is longer than 256 characters")
+    elif kind == "comment":
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("comment value must be a non-empty string")
+        if len(value) > MAX_COMMENT_CHARS:
+            raise ValueError(f"comment value is longer than {MAX_COMMENT_CHARS} characters")
+
+
+def parse_event(item: Any) -> FeedbackEventIn:
+    """Validate one raw item; raises ValueError with a one-line reason."""
+    if not isinstance(item, dict):
+        raise ValueError(f"an event must be a JSON object, got {type(item).__name__}")
+    try:
+        return FeedbackEventIn.model_validate(item)
+    except ValidationError as e:
+        raise ValueError(describe_validation_error(e)) from None
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown field '{loc}' (put extra data in metadata)")
+        elif loc:
+            parts.append(f"{loc}: {msg}")
+        else:
+            parts.append(msg)
+    return "; ".join(parts)
+
+
+def canonical_json(event: FeedbackEventIn) -> str:
+    # Omitted and explicit-null fields mean the same thing, so both hash alike.
+    data = event.model_dump(mode="json", exclude_none=True)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def payload_hash(event: FeedbackEventIn) -> str:
+    """sha256 of the validated event's canonical JSON: a retry of the same event hashes the same,
+    whatever the key order or whitespace of the client's JSON."""
+    return hashlib.sha256(canonical_json(event).encode("utf-8")).hexdigest()

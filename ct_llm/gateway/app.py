@@ -1,0 +1,240 @@
+"""The one FastAPI app of `ct-llm api`: the chat gateway, the feedback API, status, metrics and
+the admin actions. Every error is answered as OpenAI-style JSON, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select, text
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ct_llm.errors import CtLlmError, RegistryError, ServingError
+from ct_llm.feedback.ingest import IngestResult, ingest_events
+from ct_llm.feedback.stats import feedback_stats
+from ct_llm.gateway.auth import ApiError, Principal, error_response, require_role
+from ct_llm.gateway.chat import CONVERSATION_HEADER, GatewayState, proxy_chat
+from ct_llm.registry import registry
+from ct_llm.store.db import session_scope
+from ct_llm.store.models import ChatResponse
+from ct_llm.workspace import Workspace
+
+log = logging.getLogger("ct_llm.api")
+
+ingest_role = require_role("ingest")
+admin_role = require_role("admin")
+
+
+async def read_json_body(request: Request, limit: int) -> Any:
+    """The request body as JSON: 413 over `limit` bytes, 400 if it is not JSON.
+
+    Content-Length is checked first so an honest oversized upload is refused unread; the bytes
+    are counted too, because chunked bodies carry no length and a client may lie about it.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            too_big = int(declared) > limit
+        except ValueError:
+            raise ApiError(400, "Content-Length is not a number", code="bad_request") from None
+        if too_big:
+            raise ApiError(413, f"body is {declared} bytes; the limit is {limit} "
+                           "(api.max_body_bytes); split the request", code="body_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"body is over the limit of {limit} bytes (api.max_body_bytes); "
+                           "split the request", code="body_too_large")
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks))
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "body is not valid JSON", code="invalid_json") from None
+
+
+def feedback_items(data: Any, max_events: int) -> list[Any]:
+    """`{"events": [...]}` or one event object -> the list of raw events."""
+    if isinstance(data, dict) and "events" in data:
+        if set(data) != {"events"} or not isinstance(data["events"], list):
+            raise ApiError(400, "'events' must be a list and the only key of a batch body",
+                           code="invalid_body")
+        items: list[Any] = data["events"]
+    elif isinstance(data, dict):
+        items = [data]
+    else:
+        raise ApiError(400, 'body must be {"events": [event, ...]} or a single event object',
+                       code="invalid_body")
+    if len(items) > max_events:
+        raise ApiError(413, f"{len(items)} events in one request; the limit is {max_events} "
+                       "(api.max_events_per_batch); split the batch", code="too_many_events")
+    return items
+
+
+class CanaryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: str = Field(min_length=1, max_length=256)
+    weight: float | None = Field(None, ge=0, le=1)
+
+
+def _admin_error(e: CtLlmError) -> ApiError:
+    if isinstance(e, RegistryError):
+        return ApiError(409, str(e), code="conflict")
+    if isinstance(e, ServingError):
+        return ApiError(502, str(e), type_="upstream_error", code="serving_error")
+    return ApiError(400, str(e), code="invalid_request")
+
+
+def tenant_status(session: Any, tenant: str, base_model: str) -> dict[str, Any]:
+    prod = registry.get_alias(session, tenant, registry.PRODUCTION)
+    canary = registry.get_alias(session, tenant, registry.CANARY)
+    responses = session.scalar(
+        select(func.count()).select_from(ChatResponse).where(ChatResponse.tenant == tenant)
+    )
+    stats = feedback_stats(session, tenant)
+    return {
+        "tenant": tenant,
+        "base_model": base_model,
+        "production": {"version": prod.model_version} if prod else None,
+        "canary": {"version": canary.model_version, "weight": canary.weight} if canary else None,
+        "responses_logged": responses or 0,
+        "feedback": {"total": stats["total"], "by_kind": stats["by_kind"]},
+    }
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, e: ApiError) -> Response:
+        return e.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, e: RequestValidationError) -> Response:
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        msg = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
+        return error_response(400, msg, code="invalid_request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, e: StarletteHTTPException) -> Response:
+        return error_response(e.status_code, str(e.detail), code=None)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, e: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, f"internal error ({type(e).__name__}); see the server log",
+                              type_="server_error", code="internal_error")
+
+
+def create_app(ws: Workspace, upstream_url: str) -> FastAPI:
+    state = GatewayState(ws=ws, upstream_url=upstream_url.rstrip("/"))
+    api_cfg = ws.config.api
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.http = state.new_client()
+        try:
+            yield
+        finally:
+            client, state.http = state.http, None
+            await client.aclose()
+
+    app = FastAPI(title="ct-llm", lifespan=lifespan)
+    app.state.gateway = state
+    app.state.database_url = ws.database_url
+    _install_error_handlers(app)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request, p: Principal = Depends(ingest_role)) -> Response:
+        body = await read_json_body(request, api_cfg.max_body_bytes)
+        if not isinstance(body, dict):
+            raise ApiError(400, "body must be a JSON object", code="invalid_body")
+        return await proxy_chat(state, p.tenant, body, request.headers.get(CONVERSATION_HEADER))
+
+    def _ingest(tenant: str, items: list[Any]) -> IngestResult:
+        with session_scope(state.database_url) as session:
+            return ingest_events(session, tenant, items)
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request, p: Principal = Depends(ingest_role)) -> dict[str, Any]:
+        data = await read_json_body(request, api_cfg.max_body_bytes)
+        items = feedback_items(data, api_cfg.max_events_per_batch)
+        result = await run_in_threadpool(_ingest, p.tenant, items)
+        state.metrics.record_feedback(p.tenant, result.accepted, result.duplicates,
+                                      len(result.rejected), result.thumbs_down_by_version)
+        return result.to_dict()
+
+    @app.get("/v1/feedback/stats")
+    def stats(p: Principal = Depends(ingest_role)) -> dict[str, Any]:
+        with session_scope(state.database_url) as session:
+            return feedback_stats(session, p.tenant)
+
+    @app.get("/v1/status")
+    def status(p: Principal = Depends(ingest_role)) -> dict[str, Any]:
+        with session_scope(state.database_url) as session:
+            return tenant_status(session, p.tenant, ws.config.base_model)
+
+    # Metrics span every tenant (model versions, counts), so only operators may scrape them;
+    # Prometheus sends the key with `authorization: {credentials: <admin key>}`.
+    @app.get("/metrics")
+    def metrics(_: Principal = Depends(admin_role)) -> Response:
+        return Response(state.metrics.render(), media_type=state.metrics.content_type)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        def db_ok() -> bool:
+            try:
+                with session_scope(state.database_url) as session:
+                    session.execute(text("SELECT 1"))
+                return True
+            except Exception:  # any failure means "not healthy", reported, not raised
+                return False
+
+        db = await run_in_threadpool(db_ok)
+        upstream = await _upstream_ok(state)
+        body = {"status": "ok" if db else "error", "db": db, "upstream": upstream}
+        return JSONResponse(body, status_code=200 if db else 503)
+
+    @app.post("/v1/admin/rollback")
+    def admin_rollback(p: Principal = Depends(admin_role)) -> dict[str, Any]:
+        from ct_llm.deploy.rollout import rollback
+
+        try:
+            return rollback(ws, p.tenant, actor=f"api:{p.key_prefix}",
+                            server_url=state.upstream_url)
+        except CtLlmError as e:
+            raise _admin_error(e) from None
+
+    @app.post("/v1/admin/canary")
+    def admin_canary(body: CanaryRequest, p: Principal = Depends(admin_role)) -> dict[str, Any]:
+        from ct_llm.deploy.rollout import deploy_canary
+
+        try:
+            return deploy_canary(ws, p.tenant, body.version, weight=body.weight,
+                                 actor=f"api:{p.key_prefix}", server_url=state.upstream_url)
+        except CtLlmError as e:
+            raise _admin_error(e) from None
+
+    return app
+
+
+async def _upstream_ok(state: GatewayState) -> bool:
+    """vLLM answers `GET /health` with 200 once it can serve."""
+    url = state.upstream_url + "/health"
+    try:
+        if state.http is not None:
+            r = await state.http.get(url, timeout=2.0)
+        else:
+            async with httpx.AsyncClient(timeout=2.0) as client:
+                r = await client.get(url)
+        return r.status_code == 200
+    except httpx.HTTPError:
+        return False

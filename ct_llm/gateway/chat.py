@@ -1,0 +1,245 @@
+"""`POST /v1/chat/completions`: route to the tenant's production or canary adapter, proxy to the
+OpenAI-compatible server (vLLM), give the answer our own response_id, and log it for feedback.
+
+The answer is logged before the client sees its end (the JSON body, or the SSE `[DONE]`), so
+feedback sent right after the answer always finds the response_id.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from ct_llm.gateway.auth import ApiError, error_body
+from ct_llm.monitor.metrics import ApiMetrics
+from ct_llm.registry.registry import resolve_route
+from ct_llm.registry.routing import Route
+from ct_llm.store.db import session_scope
+from ct_llm.store.models import ChatResponse
+from ct_llm.workspace import Workspace
+
+CONVERSATION_HEADER = "x-ct-conversation-id"
+VERSION_HEADER = "x-ct-model-version"
+
+
+@dataclass
+class GatewayState:
+    """What the request handlers share; one per app."""
+
+    ws: Workspace
+    upstream_url: str
+    metrics: ApiMetrics = field(default_factory=ApiMetrics)
+    http: httpx.AsyncClient | None = None
+    """Pooled client, opened by the app's lifespan; None outside it (a client per request)."""
+
+    @property
+    def database_url(self) -> str:
+        return self.ws.database_url
+
+    def new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self.ws.config.api.upstream_timeout_s, connect=5.0)
+        )
+
+
+def new_response_id() -> str:
+    return f"chatcmpl-ct-{uuid.uuid4().hex}"
+
+
+def _check_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "'messages' must be a non-empty list", code="invalid_messages")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise ApiError(400, f"messages[{i}] must be an object with a 'role'",
+                           code="invalid_messages")
+    return messages
+
+
+def with_system_prompt(messages: list[dict[str, Any]], prompt: str | None) -> list[dict[str, Any]]:
+    """Prepend the chatbot's persona unless the client brought its own system message."""
+    if not prompt or any(m.get("role") == "system" for m in messages):
+        return list(messages)
+    return [{"role": "system", "content": prompt}, *messages]
+
+
+def conversation_key(header: str | None, body: dict[str, Any]) -> str:
+    """The key that pins a conversation to one model (canary bucketing): the client's conversation
+    header, else the OpenAI `user` field, else a fresh id (a one-off request)."""
+    if header:
+        return header[:256]
+    user = body.get("user")
+    if isinstance(user, str) and user:
+        return user[:256]
+    return uuid.uuid4().hex
+
+
+def _upstream_message(r: httpx.Response) -> str:
+    try:
+        data = r.json()
+    except ValueError:
+        return r.text[:500] or r.reason_phrase
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+        if data.get("message"):  # vLLM's older error shape
+            return str(data["message"])
+    return str(data)[:500]
+
+
+def upstream_error(r: httpx.Response) -> ApiError:
+    """A client mistake the server refused (4xx) keeps its status; a server failure is our 502."""
+    message = _upstream_message(r)
+    if 400 <= r.status_code < 500:
+        return ApiError(r.status_code, message, code="upstream_rejected")
+    return ApiError(502, f"model server error (HTTP {r.status_code}): {message}",
+                    type_="upstream_error", code="upstream_error")
+
+
+def unreachable(state: GatewayState, e: httpx.HTTPError) -> ApiError:
+    if isinstance(e, httpx.TimeoutException):
+        return ApiError(504, f"model server at {state.upstream_url} timed out",
+                        type_="upstream_error", code="upstream_timeout")
+    return ApiError(502, f"model server at {state.upstream_url} is unreachable: "
+                    f"{type(e).__name__}", type_="upstream_error", code="upstream_unreachable")
+
+
+def _route(state: GatewayState, tenant: str, key: str) -> Route:
+    with session_scope(state.database_url) as session:
+        return resolve_route(session, tenant, key, state.ws.config.base_model)
+
+
+def _log(state: GatewayState, **row: Any) -> None:
+    with session_scope(state.database_url) as session:
+        session.add(ChatResponse(**row))
+
+
+def _answer_text(data: dict[str, Any]) -> str:
+    try:
+        return data["choices"][0]["message"].get("content") or ""
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return ""
+
+
+async def proxy_chat(
+    state: GatewayState, tenant: str, body: dict[str, Any], conversation_header: str | None
+) -> Response:
+    messages = _check_messages(body)
+    key = conversation_key(conversation_header, body)
+    route = await run_in_threadpool(_route, state, tenant, key)
+    sent = with_system_prompt(messages, state.ws.config.system_prompt)
+    upstream_body = {**body, "model": route.served_model, "messages": sent}
+    response_id = new_response_id()
+    headers = {VERSION_HEADER: route.model_version, CONVERSATION_HEADER: key}
+    log_row = {"id": response_id, "tenant": tenant, "conversation_id": key, "messages": sent,
+               "model_version": route.model_version}
+    url = state.upstream_url.rstrip("/") + "/v1/chat/completions"
+    own_client = state.http is None
+    client = state.new_client() if own_client else state.http
+    assert client is not None
+    started = time.perf_counter()
+    if body.get("stream"):
+        return await _proxy_stream(state, client, own_client, url, upstream_body, headers,
+                                   log_row, route, started)
+    try:
+        r = await client.post(url, json=upstream_body)
+    except httpx.HTTPError as e:
+        state.metrics.record_chat(route.model_version, "unreachable", None)
+        raise unreachable(state, e) from None
+    finally:
+        if own_client:
+            await client.aclose()
+    if r.status_code >= 400:
+        state.metrics.record_chat(route.model_version, "upstream_error", None)
+        raise upstream_error(r)
+    try:
+        data = r.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        state.metrics.record_chat(route.model_version, "upstream_error", None)
+        raise ApiError(502, "model server answered with something other than a JSON object",
+                       type_="upstream_error", code="upstream_error")
+    data["id"] = response_id
+    latency = time.perf_counter() - started
+    await run_in_threadpool(_log, state, response=_answer_text(data),
+                            latency_ms=latency * 1000, **log_row)
+    state.metrics.record_chat(route.model_version, "ok", latency)
+    return JSONResponse(data, headers=headers)
+
+
+async def _proxy_stream(
+    state: GatewayState, client: httpx.AsyncClient, own_client: bool, url: str,
+    upstream_body: dict[str, Any], headers: dict[str, str], log_row: dict[str, Any],
+    route: Route, started: float,
+) -> Response:
+    try:
+        r = await client.send(client.build_request("POST", url, json=upstream_body), stream=True)
+    except httpx.HTTPError as e:
+        if own_client:
+            await client.aclose()
+        state.metrics.record_chat(route.model_version, "unreachable", None)
+        raise unreachable(state, e) from None
+    if r.status_code >= 400:
+        await r.aread()
+        await r.aclose()
+        if own_client:
+            await client.aclose()
+        state.metrics.record_chat(route.model_version, "upstream_error", None)
+        raise upstream_error(r)
+
+    async def finish(parts: list[str]) -> None:
+        latency = time.perf_counter() - started
+        await run_in_threadpool(_log, state, response="".join(parts),
+                                latency_ms=latency * 1000, **log_row)
+        state.metrics.record_chat(route.model_version, "ok", latency)
+
+    async def relay() -> AsyncIterator[bytes]:
+        parts: list[str] = []
+        finished = logged = False
+        try:
+            async for line in r.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    if not logged:
+                        await finish(parts)
+                        logged = True
+                    yield b"data: [DONE]\n\n"
+                    continue
+                try:
+                    chunk = json.loads(payload)
+                except ValueError:
+                    continue
+                if isinstance(chunk, dict) and "choices" in chunk:
+                    chunk["id"] = log_row["id"]
+                    for choice in chunk.get("choices") or []:
+                        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                            parts.append((choice.get("delta") or {}).get("content") or "")
+                            finished = finished or bool(choice.get("finish_reason"))
+                yield b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n"
+            # Servers that end the stream without `[DONE]` still finished the answer.
+            if finished and not logged:
+                await finish(parts)
+        except httpx.HTTPError as e:
+            state.metrics.record_chat(route.model_version, "upstream_error", None)
+            err = error_body(f"model server stream broke: {type(e).__name__}",
+                             "upstream_error", "upstream_error")
+            yield b"data: " + json.dumps(err).encode() + b"\n\n"
+        finally:
+            await r.aclose()
+            if own_client:
+                await client.aclose()
+
+    return StreamingResponse(relay(), media_type="text/event-stream", headers=headers)

@@ -1,0 +1,66 @@
+"""Prometheus metrics of one API app.
+
+Each app owns its `CollectorRegistry`, so several apps in one process (tests, the demo) keep
+separate counts instead of clashing on the global registry.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+
+# Chat latency on CPU ranges from ~0.1 s (cached, short) to a minute (long answers), so the
+# buckets reach further than the client library's web-request defaults.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class ApiMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.feedback_events = Counter(
+            "ct_llm_feedback_events",
+            "Feedback events received, by tenant and outcome (accepted, duplicate, rejected).",
+            ["tenant", "outcome"],
+            registry=self.registry,
+        )
+        self.thumbs_down = Counter(
+            "ct_llm_thumbs_down_events",
+            "Accepted thumbs-down events, by the model version that produced the answer.",
+            ["model_version"],
+            registry=self.registry,
+        )
+        self.chat_requests = Counter(
+            "ct_llm_chat_requests",
+            "Chat completions proxied, by model version and outcome (ok, upstream_error, "
+            "unreachable).",
+            ["model_version", "outcome"],
+            registry=self.registry,
+        )
+        self.chat_latency = Histogram(
+            "ct_llm_chat_latency_seconds",
+            "Latency of successful chat completions (to the last token when streaming).",
+            ["model_version"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def record_feedback(
+        self, tenant: str, accepted: int, duplicates: int, rejected: int,
+        thumbs_down_by_version: dict[str, int],
+    ) -> None:
+        outcomes = (("accepted", accepted), ("duplicate", duplicates), ("rejected", rejected))
+        for outcome, n in outcomes:
+            if n:
+                self.feedback_events.labels(tenant, outcome).inc(n)
+        for version, n in thumbs_down_by_version.items():
+            self.thumbs_down.labels(version).inc(n)
+
+    def record_chat(self, model_version: str, outcome: str, latency_s: float | None) -> None:
+        self.chat_requests.labels(model_version, outcome).inc()
+        if latency_s is not None:
+            self.chat_latency.labels(model_version).observe(latency_s)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -22,4 +22,6 @@ PLANNED = {
 def run_bench(what: str, log: Callable[[str], None]) -> None:
     if what not in PLANNED:
         raise CtLlmError(f"unknown benchmark '{what}'; choose one of: {', '.join(PLANNED)}")
-    raise CtLlmError(f"`ct-llm bench {what}` is not implemented yet: it arrives with {PLANNED[what]}")
+    raise CtLlmError(
+        f"`ct-llm bench {what}` is not implemented yet: it arrives with {PLANNED[what]}"
+    )

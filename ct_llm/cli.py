@@ -34,7 +34,10 @@ out = Console()
 err = Console(stderr=True)
 
 WorkspaceOpt = typer.Option(
-    Path("ct-llm-workspace"), "--workspace", "-w", envvar="CT_LLM_WORKSPACE",
+    Path("ct-llm-workspace"),
+    "--workspace",
+    "-w",
+    envvar="CT_LLM_WORKSPACE",
     help="Workspace folder (config, database, artifacts).",
 )
 TenantOpt = typer.Option(None, "--tenant", "-t", help="Tenant (default: the workspace's).")
@@ -63,8 +66,13 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_version_callback,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
 ) -> None:
     pass
 
@@ -72,7 +80,9 @@ def _root(
 @app.command()
 def init(
     workspace: Path = WorkspaceOpt,
-    tenant: str = typer.Option("default", "--tenant", "-t", help="Default tenant of this workspace."),
+    tenant: str = typer.Option(
+        "default", "--tenant", "-t", help="Default tenant of this workspace."
+    ),
     base_model: str = typer.Option("smollm2-135m-instruct", help="Base model name under models/."),
 ) -> None:
     """Create a workspace (config, database, folders). Safe to run again."""
@@ -85,12 +95,17 @@ def init(
 
 @model_app.command("import")
 def model_import(
-    source: str = typer.Argument("smollm2", help="'smollm2' (bundled, offline), a local HF "
-                                 "checkpoint folder, or a hub id (org/name)."),
-    name: str = typer.Option(None, help="Name under models/ (default: the workspace's base_model)."),
+    source: str = typer.Argument(
+        "smollm2",
+        help="'smollm2' (bundled, offline), a local HF checkpoint folder, or a hub id (org/name).",
+    ),
+    name: str = typer.Option(
+        None, help="Name under models/ (default: the workspace's base_model)."
+    ),
     workspace: Path = WorkspaceOpt,
-    cache_only: bool = typer.Option(False, "--cache-only",
-                                    help="Only convert the bundled model into the machine cache."),
+    cache_only: bool = typer.Option(
+        False, "--cache-only", help="Only convert the bundled model into the machine cache."
+    ),
 ) -> None:
     """Import a base model as a safetensors checkpoint under the workspace's models/."""
     from ct_llm.train.model_import import cached_default_model, import_model
@@ -112,7 +127,9 @@ def api(
     workspace: Path = WorkspaceOpt,
     host: str = typer.Option(None, help="Interface (default: config api.host)."),
     port: int = typer.Option(None, help="Port (default: config api.port)."),
-    upstream: str = typer.Option(None, help="Use this running vLLM server instead of starting one."),
+    upstream: str = typer.Option(
+        None, help="Use this running vLLM server instead of starting one."
+    ),
 ) -> None:
     """Run the gateway + feedback API; starts and stops the vLLM server unless --upstream."""
     from contextlib import nullcontext
@@ -131,7 +148,9 @@ def api(
 
 @app.command()
 def curate(
-    workspace: Path = WorkspaceOpt, tenant: str = TenantOpt, as_json: bool = JsonOpt,
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the statistics, write nothing."),
 ) -> None:
     """Turn feedback into a new immutable dataset version (DPO pairs, KTO examples, held-out)."""
@@ -147,7 +166,9 @@ def curate(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train(
     ctx: typer.Context,
-    workspace: Path = WorkspaceOpt, tenant: str = TenantOpt, as_json: bool = JsonOpt,
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
     recipe: str = typer.Option(None, help="Recipe YAML (default: the workspace's recipe)."),
     dataset: str = typer.Option(None, help="Dataset version (default: the latest)."),
 ) -> None:
@@ -160,21 +181,31 @@ def train(
             raise CtLlmError(f"unexpected argument '{o}'; recipe overrides are key=value")
     ws, tenant = _open(workspace, tenant)
     on_log = None if as_json else (lambda logs: err.print(_fmt_log(logs)))
-    res = train_candidate(ws, tenant, recipe_path=recipe, overrides=overrides,
-                          dataset_version=dataset, on_log=on_log)
-    _emit(res, as_json, f"trained candidate {res['version']} on {res['dataset_version']} -> {res['path']}")
+    res = train_candidate(
+        ws, tenant, recipe_path=recipe, overrides=overrides, dataset_version=dataset, on_log=on_log
+    )
+    _emit(
+        res,
+        as_json,
+        f"trained candidate {res['version']} on {res['dataset_version']} -> {res['path']}",
+    )
 
 
 def _fmt_log(logs: dict[str, Any]) -> str:
     keys = ("step", "loss", "rewards/accuracies", "rewards/margins", "learning_rate")
-    return "  " + "  ".join(f"{k}={logs[k]:.4g}" if isinstance(logs.get(k), float) else f"{k}={logs[k]}"
-                            for k in keys if k in logs)
+    return "  " + "  ".join(
+        f"{k}={logs[k]:.4g}" if isinstance(logs.get(k), float) else f"{k}={logs[k]}"
+        for k in keys
+        if k in logs
+    )
 
 
 @app.command("eval")
 def eval_(
     candidate: str = typer.Option(..., help="Candidate version to evaluate."),
-    workspace: Path = WorkspaceOpt, tenant: str = TenantOpt, as_json: bool = JsonOpt,
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
     suite: list[str] = typer.Option(None, help="Suites (default: config eval.suites)."),
 ) -> None:
     """Evaluate a candidate against production on the live vLLM server; write a report."""
@@ -184,9 +215,11 @@ def eval_(
     ws, tenant = _open(workspace, tenant)
     with ensure_server(ws) as url:
         res = evaluate_candidate(ws, tenant, candidate, server_url=url, suites=suite or None)
-    lines = [f"{name}: candidate {s['candidate_pass_rate']:.2f} vs baseline "
-             f"{s['baseline_pass_rate']:.2f} ({s['kind']}, n={s['n']})"
-             for name, s in res["summary"]["suites"].items()]
+    lines = [
+        f"{name}: candidate {s['candidate_pass_rate']:.2f} vs baseline "
+        f"{s['baseline_pass_rate']:.2f} ({s['kind']}, n={s['n']})"
+        for name, s in res["summary"]["suites"].items()
+    ]
     verdict = "approve" if res["gate_preview"]["approved"] else "reject"
     _emit(res, as_json, "\n".join(lines + [f"gate would {verdict}; report: {res['path']}"]))
 
@@ -194,14 +227,18 @@ def eval_(
 @app.command()
 def gate(
     candidate: str = typer.Option(..., help="Candidate version."),
-    workspace: Path = WorkspaceOpt, tenant: str = TenantOpt, as_json: bool = JsonOpt,
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Apply the promotion policy to the candidate's latest eval report and record the decision."""
     from ct_llm.gate.record import gate_candidate
 
     ws, tenant = _open(workspace, tenant)
     res = gate_candidate(ws, tenant, candidate)
-    reasons = "\n".join(f"  {'ok  ' if r['passed'] else 'FAIL'} {r['detail']}" for r in res["reasons"])
+    reasons = "\n".join(
+        f"  {'ok  ' if r['passed'] else 'FAIL'} {r['detail']}" for r in res["reasons"]
+    )
     _emit(res, as_json, f"{candidate}: {res['decision']}\n{reasons}")
 
 
@@ -209,7 +246,9 @@ def gate(
 def deploy(
     version: str = typer.Option(..., help="Approved version to deploy as canary."),
     weight: float = typer.Option(None, help="Share of conversations (default: config)."),
-    workspace: Path = WorkspaceOpt, tenant: str = TenantOpt, as_json: bool = JsonOpt,
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Load an approved adapter into vLLM and route a share of conversations to it (canary)."""
     from ct_llm.deploy.rollout import deploy_canary
@@ -224,7 +263,9 @@ def deploy(
 @app.command()
 def promote(
     version: str = typer.Option(None, help="Version to promote (default: the canary)."),
-    workspace: Path = WorkspaceOpt, tenant: str = TenantOpt, as_json: bool = JsonOpt,
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Move the `production` alias to the canary (or the given approved version)."""
     from ct_llm.deploy.rollout import promote as promote_version
@@ -237,7 +278,9 @@ def promote(
 
 
 @app.command()
-def rollback(workspace: Path = WorkspaceOpt, tenant: str = TenantOpt, as_json: bool = JsonOpt) -> None:
+def rollback(
+    workspace: Path = WorkspaceOpt, tenant: str = TenantOpt, as_json: bool = JsonOpt
+) -> None:
     """Drop the canary, or move production back to the previous version."""
     from ct_llm.deploy.rollout import rollback as rollback_version
     from ct_llm.deploy.vllm_server import ensure_server
@@ -251,7 +294,9 @@ def rollback(workspace: Path = WorkspaceOpt, tenant: str = TenantOpt, as_json: b
 @app.command()
 def lineage(
     version: str = typer.Argument(..., help="Model version."),
-    workspace: Path = WorkspaceOpt, tenant: str = TenantOpt, as_json: bool = JsonOpt,
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Explain a version: its data, training, evals, decisions, and how to undo it."""
     from ct_llm.registry.lineage import explain_version
@@ -264,7 +309,9 @@ def lineage(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def cycle(
     ctx: typer.Context,
-    workspace: Path = WorkspaceOpt, tenant: str = TenantOpt, as_json: bool = JsonOpt,
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
     force: bool = typer.Option(False, "--force", help="Train even if no trigger fired."),
 ) -> None:
     """One pass: triggers -> curate -> train -> eval -> gate -> canary. Extra key=value
@@ -272,16 +319,25 @@ def cycle(
     from ct_llm.loop.cycle import run_cycle
 
     ws, tenant = _open(workspace, tenant)
-    res = run_cycle(ws, tenant, force=force, recipe_overrides=list(ctx.args),
-                    progress=lambda m: err.print(f"[cycle] {m}"),
-                    on_train_log=None if as_json else (lambda logs: err.print(_fmt_log(logs))))
-    _emit(res, as_json, f"trained={res['trained']} outcome={res.get('outcome', 'skipped')} "
-                        f"reason: {res['reason']}")
+    res = run_cycle(
+        ws,
+        tenant,
+        force=force,
+        recipe_overrides=list(ctx.args),
+        progress=lambda m: err.print(f"[cycle] {m}"),
+        on_train_log=None if as_json else (lambda logs: err.print(_fmt_log(logs))),
+    )
+    _emit(
+        res,
+        as_json,
+        f"trained={res['trained']} outcome={res.get('outcome', 'skipped')} reason: {res['reason']}",
+    )
 
 
 @app.command()
 def schedule(
-    workspace: Path = WorkspaceOpt, tenant: str = TenantOpt,
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
     interval: float = typer.Option(3600.0, help="Seconds between trigger checks."),
     once: bool = typer.Option(False, "--once", help="Check once and exit."),
 ) -> None:
@@ -293,16 +349,22 @@ def schedule(
 
 
 @app.command()
-def status(workspace: Path = WorkspaceOpt, tenant: str = TenantOpt, as_json: bool = JsonOpt) -> None:
+def status(
+    workspace: Path = WorkspaceOpt, tenant: str = TenantOpt, as_json: bool = JsonOpt
+) -> None:
     """Production and canary versions, the registry, feedback counts, the last cycle."""
     from ct_llm.monitor.status import workspace_status
 
     ws, tenant = _open(workspace, tenant)
     res = workspace_status(ws, tenant)
     canary = res["canary"]["version"] if res["canary"] else "none"
-    _emit(res, as_json, f"tenant {tenant}: production={res['production'] or res['base_model'] + ' (base)'} "
-                        f"canary={canary} feedback={res['feedback']['total']} "
-                        f"versions={len(res['versions'])}")
+    _emit(
+        res,
+        as_json,
+        f"tenant {tenant}: production={res['production'] or res['base_model'] + ' (base)'} "
+        f"canary={canary} feedback={res['feedback']['total']} "
+        f"versions={len(res['versions'])}",
+    )
 
 
 @keys_app.command("create")
@@ -321,7 +383,9 @@ def keys_create(
 
 
 @keys_app.command("revoke")
-def keys_revoke(prefix: str = typer.Argument(..., help="Key prefix."), workspace: Path = WorkspaceOpt) -> None:
+def keys_revoke(
+    prefix: str = typer.Argument(..., help="Key prefix."), workspace: Path = WorkspaceOpt
+) -> None:
     """Revoke an API key by its prefix."""
     from ct_llm.gateway.auth import revoke_api_key
 
@@ -332,8 +396,9 @@ def keys_revoke(prefix: str = typer.Argument(..., help="Key prefix."), workspace
 
 @app.command()
 def demo(
-    workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "-w",
-                                   help="Workspace for the demo."),
+    workspace: Path = typer.Option(
+        Path("demo-workspace"), "--workspace", "-w", help="Workspace for the demo."
+    ),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the demo workspace first."),
     as_json: bool = JsonOpt,
 ) -> None:

@@ -1,5 +1,6 @@
-"""Typed settings: the workspace's `ct-llm.yaml`, then `CT_LLM__<KEY>` / `CT_LLM__<SECTION>__<KEY>`
-environment variables, then CLI overrides. Unknown keys and wrong types are errors that name the key."""
+"""Typed settings: the workspace's `ct-llm.yaml`, then environment variables
+(`CT_LLM__<KEY>`, `CT_LLM__<SECTION>__<KEY>`), then CLI overrides. Unknown keys and wrong types
+are errors that name the key."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ class ServingConfig(_Strict):
     port: int = 8001
     """Port of the managed vLLM server."""
     python: str | None = None
-    """Python of the serving environment; default `$CT_LLM_VLLM_PYTHON` or `<repo>/.venv-vllm/bin/python`."""
+    """Python of the serving environment; default `$CT_LLM_VLLM_PYTHON`, else
+    `<repo>/.venv-vllm/bin/python`."""
     max_loras: int = 4
     """Adapters vLLM keeps loaded at once (production + canary + eval candidates)."""
     max_lora_rank: int = 16

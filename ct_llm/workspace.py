@@ -1,7 +1,7 @@
 """The workspace: one folder holding config, database and every artifact of one deployment.
 
-    <root>/ct-llm.yaml  ct-llm.db  models/  datasets/<version>/  adapters/<version>/
-           reports/<id>/  logs/
+<root>/ct-llm.yaml  ct-llm.db  models/  datasets/<version>/  adapters/<version>/
+       reports/<id>/  logs/
 """
 
 from __future__ import annotations

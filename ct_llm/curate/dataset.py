@@ -35,8 +35,11 @@ class CurateResult:
     manifest: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "path": str(self.path) if self.path else None,
-                **{k: self.manifest[k] for k in ("counts", "drops", "source_events")}}
+        return {
+            "version": self.version,
+            "path": str(self.path) if self.path else None,
+            **{k: self.manifest[k] for k in ("counts", "drops", "source_events")},
+        }
 
 
 def load_feedback_records(session: Session, tenant: str) -> tuple[list[FeedbackRecord], int]:
@@ -167,4 +170,3 @@ def latest_dataset(session: Session, tenant: str) -> DatasetVersion | None:
         .order_by(DatasetVersion.created_at.desc())
         .limit(1)
     ).first()
-

@@ -44,14 +44,29 @@ def _prepare_workspace(root: Path, fresh: bool) -> Workspace:
         shutil.rmtree(root)
     elif root.exists() and (root / CONFIG_FILE).exists():
         raise CtLlmError(f"{root} already holds a workspace; pass --fresh to start the demo over")
-    config = WorkspaceConfig.model_validate({
-        "tenant": TENANT,
-        "eval": {"suites": [REGRESSION_SUITE, TARGET_SUITE]},
-        # Ports picked at run time so the demo never collides with a running deployment.
-        "serving": {"port": _free_port()},
-        "api": {"port": _free_port()},
-    })
+    config = WorkspaceConfig.model_validate(
+        {
+            "tenant": TENANT,
+            "eval": {"suites": [REGRESSION_SUITE, TARGET_SUITE]},
+            # Ports picked at run time so the demo never collides with a running deployment.
+            "serving": {"port": _free_port()},
+            "api": {"port": _free_port()},
+        }
+    )
     return Workspace.init(root, config)
+
+
+def _ask_all(client: Any, conversations: list[list[dict[str, str]]], max_tokens: int) -> list[str]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ask(messages: list[dict[str, str]]) -> str:
+        resp = client.chat.completions.create(
+            model="ct-llm", messages=messages, max_tokens=max_tokens, temperature=0
+        )
+        return resp.choices[0].message.content or ""
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(ask, conversations))
 
 
 def _measure(gateway_url: str, api_key: str, max_tokens: int) -> tuple[dict[str, float], str]:
@@ -60,20 +75,23 @@ def _measure(gateway_url: str, api_key: str, max_tokens: int) -> tuple[dict[str,
     from openai import OpenAI
 
     from ct_llm.evals.checks import case_passes
-    from ct_llm.evals.runner import generate_answers
     from ct_llm.evals.suite import load_suites
 
+    client = OpenAI(base_url=f"{gateway_url}/v1", api_key=api_key, max_retries=2)
     rates: dict[str, float] = {}
-    for key, suite in zip(("target_rate", "regression_pass_rate"),
-                          load_suites([TARGET_SUITE, REGRESSION_SUITE])):
-        convs = [c.conversation(suite.system_prompt) for c in suite.cases]
-        answers = generate_answers(f"{gateway_url}/v1", "ct-llm", convs, max_tokens=max_tokens,
-                                   concurrency=8, api_key=api_key)
-        passed = [case_passes(c, a)[0] for c, a in zip(suite.cases, answers)]
+    for key, suite in zip(
+        ("target_rate", "regression_pass_rate"),
+        load_suites([TARGET_SUITE, REGRESSION_SUITE]),
+        strict=True,
+    ):
+        answers = _ask_all(
+            client, [c.conversation(suite.system_prompt) for c in suite.cases], max_tokens
+        )
+        passed = [case_passes(c, a)[0] for c, a in zip(suite.cases, answers, strict=True)]
         rates[key] = round(sum(passed) / len(passed), 3)
-    client = OpenAI(base_url=f"{gateway_url}/v1", api_key=api_key)
     raw = client.chat.completions.with_raw_response.create(
-        model="ct-llm", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+        model="ct-llm", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+    )
     return rates, raw.headers.get("x-ct-model-version", "")
 
 
@@ -94,20 +112,31 @@ def _customers_chat(gateway_url: str, api_key: str, log: Log) -> list[dict[str, 
         conv = f"demo-{uuid.uuid4().hex[:12]}"
         resp = client.chat.completions.create(
             model="ct-llm",
-            messages=[{"role": "system", "content": scenario.SYSTEM_PROMPT},
-                      {"role": "user", "content": question}],
-            max_tokens=96, temperature=0, extra_headers={"x-ct-conversation-id": conv})
-        return {"topic": topic, "question": question, "response_id": resp.id,
-                "answer": resp.choices[0].message.content or "", "conversation_id": conv}
+            messages=scenario.chat_messages(question),
+            max_tokens=96,
+            temperature=0,
+            extra_headers={"x-ct-conversation-id": conv},
+        )
+        return {
+            "topic": topic,
+            "question": question,
+            "response_id": resp.id,
+            "answer": resp.choices[0].message.content or "",
+            "conversation_id": conv,
+        }
 
     with ThreadPoolExecutor(8) as pool:
         served = list(pool.map(ask, chats))
-    log(f"      {len(served)} chats served, e.g. Q: {served[0]['question']!r}\n"
-        f"      A: {served[0]['answer'][:120]!r}")
+    log(
+        f"      {len(served)} chats served, e.g. Q: {served[0]['question']!r}\n"
+        f"      A: {served[0]['answer'][:120]!r}"
+    )
     return served
 
 
-def _agents_feedback(gateway_url: str, api_key: str, served: list[dict[str, Any]]) -> dict[str, Any]:
+def _agents_feedback(
+    gateway_url: str, api_key: str, served: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Support agents correct every wrong returns answer and upvote good general answers."""
     import httpx
 
@@ -115,19 +144,44 @@ def _agents_feedback(gateway_url: str, api_key: str, served: list[dict[str, Any]
 
     events = []
     for i, chat in enumerate(served):
-        base = {"response_id": chat["response_id"], "conversation_id": chat["conversation_id"],
-                "user_id": f"agent-{i % 3}"}
+        base = {
+            "response_id": chat["response_id"],
+            "conversation_id": chat["conversation_id"],
+            "user_id": f"agent-{i % 3}",
+        }
         if chat["topic"] == "returns":
-            if not scenario.states_target(chat["answer"]):
-                events.append({**base, "event_id": f"{chat['response_id']}-thumb", "kind": "thumbs",
-                               "value": False})
-                events.append({**base, "event_id": f"{chat['response_id']}-edit", "kind": "edit",
-                               "value": scenario.corrected_answer(chat["question"], i)})
+            if not scenario.states_new_policy(chat["answer"]):
+                events.append(
+                    {
+                        **base,
+                        "event_id": f"{chat['response_id']}-thumb",
+                        "kind": "thumbs",
+                        "value": False,
+                    }
+                )
+                events.append(
+                    {
+                        **base,
+                        "event_id": f"{chat['response_id']}-edit",
+                        "kind": "edit",
+                        "value": scenario.corrected_answer(chat["question"]),
+                    }
+                )
         else:
-            events.append({**base, "event_id": f"{chat['response_id']}-thumb", "kind": "thumbs",
-                           "value": True})
-    resp = httpx.post(f"{gateway_url}/v1/feedback", json={"events": events},
-                      headers={"Authorization": f"Bearer {api_key}"}, timeout=60)
+            events.append(
+                {
+                    **base,
+                    "event_id": f"{chat['response_id']}-thumb",
+                    "kind": "thumbs",
+                    "value": True,
+                }
+            )
+    resp = httpx.post(
+        f"{gateway_url}/v1/feedback",
+        json={"events": events},
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=60,
+    )
     if resp.status_code != 200:
         raise CtLlmError(f"feedback API answered {resp.status_code}: {resp.text[:200]}")
     return resp.json()
@@ -167,12 +221,19 @@ def run_demo(workspace: Path, *, fresh: bool, log: Log) -> dict[str, Any]:
 
             step(5, "support agents send edits and thumbs to POST /v1/feedback")
             fb = _agents_feedback(gateway, ingest_key, served)
-            log(f"      feedback: {fb['accepted']} accepted, {fb['duplicates']} duplicates, "
-                f"{len(fb['rejected'])} rejected")
+            log(
+                f"      feedback: {fb['accepted']} accepted, {fb['duplicates']} duplicates, "
+                f"{len(fb['rejected'])} rejected"
+            )
 
             step(6, "one cycle: triggers -> curate -> train -> eval -> gate -> canary")
-            cycle = run_cycle(ws, TENANT, server_url=vllm_url, progress=lambda m: log(f"      {m}"),
-                              on_train_log=_train_logger(log))
+            cycle = run_cycle(
+                ws,
+                TENANT,
+                server_url=vllm_url,
+                progress=lambda m: log(f"      {m}"),
+                on_train_log=_train_logger(log),
+            )
             production = before_version
             if cycle.get("outcome") == "deployed":
                 # Canary analysis on live feedback arrives with the canary issue; the demo has no
@@ -206,8 +267,10 @@ def _train_logger(log: Log) -> Callable[[dict[str, Any]], None]:
     def on_log(logs: dict[str, Any]) -> None:
         if "loss" in logs:
             acc = logs.get("rewards/accuracies")
-            log(f"      step {logs.get('step', '?')}: loss {logs['loss']:.4f}"
-                + (f", reward accuracy {acc:.2f}" if isinstance(acc, float) else ""))
+            log(
+                f"      step {logs.get('step', '?')}: loss {logs['loss']:.4f}"
+                + (f", reward accuracy {acc:.2f}" if isinstance(acc, float) else "")
+            )
 
     return on_log
 
@@ -216,7 +279,11 @@ def _table(r: dict[str, Any]) -> str:
     b, a = r["before"], r["after"]
     rows = [
         ("states the 60-day window (held-out)", b["target_rate"], a["target_rate"]),
-        ("general regression suite pass rate", b["regression_pass_rate"], a["regression_pass_rate"]),
+        (
+            "general regression suite pass rate",
+            b["regression_pass_rate"],
+            a["regression_pass_rate"],
+        ),
     ]
     lines = [f"\n{'':40} {'before':>8} {'after':>8} {'change':>8}"]
     for name, x, y in rows:

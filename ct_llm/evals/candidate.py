@@ -52,8 +52,12 @@ def evaluate_candidate(
     load_into_server(ws, tenant, version_id, server_url)
     load_into_server(ws, tenant, baseline, server_url)
     result = evaluate(
-        server_url, version_id, baseline, loaded,
-        max_tokens=ws.config.eval.max_tokens, concurrency=ws.config.eval.concurrency,
+        server_url,
+        version_id,
+        baseline,
+        loaded,
+        max_tokens=ws.config.eval.max_tokens,
+        concurrency=ws.config.eval.concurrency,
     )
     summary = result.summary()
     decision = decide_promotion(summary, GatePolicy.from_config(ws.config.gate))
@@ -62,12 +66,32 @@ def evaluate_candidate(
     report_dir = ws.reports_dir / report_id
     write_report(report_dir, result, decision.to_dict())
     with session_scope(ws.database_url) as session:
-        session.add(EvalReport(id=report_id, tenant=tenant, candidate=version_id,
-                               baseline=baseline, path=str(report_dir), summary=summary))
-        registry.record(session, tenant, version_id, "eval", "done", "cli",
-                        {"report": report_id, "baseline": baseline, "summary": summary})
-    return {"report": report_id, "path": str(report_dir / "report.html"), "baseline": baseline,
-            "summary": summary, "gate_preview": decision.to_dict()}
+        session.add(
+            EvalReport(
+                id=report_id,
+                tenant=tenant,
+                candidate=version_id,
+                baseline=baseline,
+                path=str(report_dir),
+                summary=summary,
+            )
+        )
+        registry.record(
+            session,
+            tenant,
+            version_id,
+            "eval",
+            "done",
+            "cli",
+            {"report": report_id, "baseline": baseline, "summary": summary},
+        )
+    return {
+        "report": report_id,
+        "path": str(report_dir / "report.html"),
+        "baseline": baseline,
+        "summary": summary,
+        "gate_preview": decision.to_dict(),
+    }
 
 
 def latest_report(session: Any, tenant: str, version_id: str) -> EvalReport | None:

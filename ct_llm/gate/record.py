@@ -13,11 +13,15 @@ from ct_llm.store.db import session_scope
 from ct_llm.workspace import Workspace
 
 
-def gate_candidate(ws: Workspace, tenant: str, version_id: str, actor: str = "cli") -> dict[str, Any]:
+def gate_candidate(
+    ws: Workspace, tenant: str, version_id: str, actor: str = "cli"
+) -> dict[str, Any]:
     with session_scope(ws.database_url) as session:
         mv = registry.get_version(session, tenant, version_id)
         if mv.state not in ("candidate", "approved", "rejected"):
-            raise RegistryError(f"{version_id} is '{mv.state}'; only candidates go through the gate")
+            raise RegistryError(
+                f"{version_id} is '{mv.state}'; only candidates go through the gate"
+            )
         report = latest_report(session, tenant, version_id)
         if report is None:
             raise RegistryError(

@@ -29,15 +29,18 @@ def new_usable_events(ws: Workspace, tenant: str) -> int:
     with session_scope(ws.database_url) as session:
         last = latest_dataset(session, tenant)
         since = last.max_event_seq if last else 0
-        return session.scalar(
-            select(func.count())
-            .select_from(FeedbackEvent)
-            .where(
-                FeedbackEvent.tenant == tenant,
-                FeedbackEvent.seq > since,
-                FeedbackEvent.kind.in_(USABLE_KINDS),
+        return (
+            session.scalar(
+                select(func.count())
+                .select_from(FeedbackEvent)
+                .where(
+                    FeedbackEvent.tenant == tenant,
+                    FeedbackEvent.seq > since,
+                    FeedbackEvent.kind.in_(USABLE_KINDS),
+                )
             )
-        ) or 0
+            or 0
+        )
 
 
 def run_cycle(
@@ -73,8 +76,9 @@ def run_cycle(
         progress(f"training a candidate on {ds.version}")
         from ct_llm.train.candidate import train_candidate
 
-        trained = train_candidate(ws, tenant, overrides=recipe_overrides,
-                                  dataset_version=ds.version, on_log=on_train_log)
+        trained = train_candidate(
+            ws, tenant, overrides=recipe_overrides, dataset_version=ds.version, on_log=on_train_log
+        )
         version = trained["version"]
         result.update(trained=True, candidate=version, train=trained["metrics"])
 
@@ -110,8 +114,14 @@ def run_cycle(
     return result
 
 
-def _record(ws: Workspace, tenant: str, version: str | None, outcome: str,
-            result: dict[str, Any], started: float | None = None) -> None:
+def _record(
+    ws: Workspace,
+    tenant: str,
+    version: str | None,
+    outcome: str,
+    result: dict[str, Any],
+    started: float | None = None,
+) -> None:
     details = {k: result[k] for k in ("triggers", "reason", "forced", "error") if k in result}
     if started is not None:
         details["duration_s"] = round(time.monotonic() - started, 1)

@@ -30,8 +30,10 @@ def run_schedule(
     while not stop.is_set():
         try:
             res = run_cycle(ws, tenant, progress=lambda m: log(f"[cycle] {m}"))
-            log(f"[schedule] trained={res['trained']} outcome={res.get('outcome', 'skipped')} "
-                f"reason: {res['reason']}")
+            log(
+                f"[schedule] trained={res['trained']} outcome={res.get('outcome', 'skipped')} "
+                f"reason: {res['reason']}"
+            )
         except CtLlmError as e:
             log(f"[schedule] cycle failed: {e}")
         if once:

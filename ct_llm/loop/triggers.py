@@ -23,7 +23,10 @@ def volume_trigger(new_examples: int, threshold: int) -> TriggerDecision:
     fired = new_examples >= threshold
     verb = ">=" if fired else "<"
     return TriggerDecision(
-        "volume", fired, new_examples, threshold,
+        "volume",
+        fired,
+        new_examples,
+        threshold,
         f"{new_examples} new usable feedback events {verb} {threshold}",
     )
 

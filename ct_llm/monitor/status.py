@@ -36,7 +36,9 @@ def workspace_status(ws: Workspace, tenant: str) -> dict[str, Any]:
             "tenant": tenant,
             "base_model": ws.config.base_model,
             "production": prod.model_version if prod else None,
-            "canary": {"version": canary.model_version, "weight": canary.weight} if canary else None,
+            "canary": {"version": canary.model_version, "weight": canary.weight}
+            if canary
+            else None,
             "versions": [
                 {"version": v.id, "state": v.state, "dataset": v.dataset_version}
                 for v in registry.list_versions(session, tenant)

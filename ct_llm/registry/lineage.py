@@ -42,8 +42,13 @@ def explain_version(ws: Workspace, tenant: str, version_id: str) -> dict[str, An
             )
         ]
         events = [
-            {"at": e.created_at.isoformat(), "action": e.action, "outcome": e.outcome,
-             "actor": e.actor, "details": e.details}
+            {
+                "at": e.created_at.isoformat(),
+                "action": e.action,
+                "outcome": e.outcome,
+                "actor": e.actor,
+                "details": e.details,
+            }
             for e in registry.history(session, tenant, version_id)
         ]
         aliases = {

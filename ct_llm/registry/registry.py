@@ -92,7 +92,9 @@ def get_alias(session: Session, tenant: str, name: str) -> Alias | None:
     return session.get(Alias, (tenant, name))
 
 
-def set_alias(session: Session, tenant: str, name: str, version_id: str, weight: float = 1.0) -> None:
+def set_alias(
+    session: Session, tenant: str, name: str, version_id: str, weight: float = 1.0
+) -> None:
     alias = session.get(Alias, (tenant, name))
     if alias is None:
         session.add(Alias(tenant=tenant, name=name, model_version=version_id, weight=weight))

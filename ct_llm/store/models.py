@@ -9,7 +9,17 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -119,7 +129,7 @@ class EvalReport(Base):
 
 
 class LineageEvent(Base):
-    """An append-only record of every decision and action: gate, deploy, promote, rollback, cycle."""
+    """Append-only record of every decision and action: gate, deploy, promote, rollback, cycle."""
 
     __tablename__ = "lineage_events"
     __table_args__ = (Index("ix_lineage_tenant_version", "tenant", "model_version"),)

@@ -59,8 +59,24 @@ def train_candidate(
         registry.register_adapter(
             session, tenant, version_id, number, str(output), dataset_id, parent, info
         )
-        registry.record(session, tenant, version_id, "train", "candidate", "cli",
-                        {"dataset_version": dataset_id, "recipe": str(recipe_file),
-                         "overrides": list(overrides or []), "metrics": metrics})
-    return {"version": version_id, "path": str(output), "dataset_version": dataset_id,
-            "parent_version": parent, "metrics": metrics}
+        registry.record(
+            session,
+            tenant,
+            version_id,
+            "train",
+            "candidate",
+            "cli",
+            {
+                "dataset_version": dataset_id,
+                "recipe": str(recipe_file),
+                "overrides": list(overrides or []),
+                "metrics": metrics,
+            },
+        )
+    return {
+        "version": version_id,
+        "path": str(output),
+        "dataset_version": dataset_id,
+        "parent_version": parent,
+        "metrics": metrics,
+    }

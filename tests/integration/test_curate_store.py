@@ -22,13 +22,37 @@ def seed_feedback(ws, tenant: str, n: int, offset: int = 0) -> None:  # type: ig
     with session_scope(ws.database_url) as s:
         for i in range(offset, offset + n):
             msgs = [{"role": "user", "content": f"How long is the return window? ({i})"}]
-            s.add(ChatResponse(id=f"r{tenant}{i}", tenant=tenant, conversation_id=f"c{i}",
-                               messages=msgs, response="30 days.", model_version="base",
-                               latency_ms=1.0))
-            s.add(FeedbackEvent(tenant=tenant, event_id=f"e{i}-edit", payload_hash="x", kind="edit",
-                                value=f"You have 60 days ({i}).", response_id=f"r{tenant}{i}"))
-            s.add(FeedbackEvent(tenant=tenant, event_id=f"e{i}-up", payload_hash="x", kind="thumbs",
-                                value=False, response_id=f"r{tenant}{i}"))
+            s.add(
+                ChatResponse(
+                    id=f"r{tenant}{i}",
+                    tenant=tenant,
+                    conversation_id=f"c{i}",
+                    messages=msgs,
+                    response="30 days.",
+                    model_version="base",
+                    latency_ms=1.0,
+                )
+            )
+            s.add(
+                FeedbackEvent(
+                    tenant=tenant,
+                    event_id=f"e{i}-edit",
+                    payload_hash="x",
+                    kind="edit",
+                    value=f"You have 60 days ({i}).",
+                    response_id=f"r{tenant}{i}",
+                )
+            )
+            s.add(
+                FeedbackEvent(
+                    tenant=tenant,
+                    event_id=f"e{i}-up",
+                    payload_hash="x",
+                    kind="thumbs",
+                    value=False,
+                    response_id=f"r{tenant}{i}",
+                )
+            )
 
 
 def test_curate_writes_an_immutable_versioned_dataset(empty_workspace):
@@ -78,8 +102,16 @@ def test_lineage_and_status_explain_a_version(empty_workspace):
     ds = curate_dataset(ws, "default")
     with session_scope(ws.database_url) as s:
         vid, n = registry.next_adapter_version(s, "default", "assistant")
-        registry.register_adapter(s, "default", vid, n, str(ws.adapters_dir / vid), ds.version,
-                                  None, {"metrics": {"loss": 0.5}})
+        registry.register_adapter(
+            s,
+            "default",
+            vid,
+            n,
+            str(ws.adapters_dir / vid),
+            ds.version,
+            None,
+            {"metrics": {"loss": 0.5}},
+        )
         registry.record(s, "default", vid, "gate", "approved", "test", {"reasons": []})
         registry.set_alias(s, "default", "production", vid)
     info = explain_version(ws, "default", "default-assistant-v1")

@@ -9,13 +9,36 @@ from pathlib import Path
 
 import pytest
 
-CONTRACT_VERBS = ["init", "model", "api", "curate", "train", "eval", "gate", "deploy", "promote",
-                  "rollback", "lineage", "cycle", "schedule", "status", "keys", "demo", "bench"]
+CONTRACT_VERBS = [
+    "init",
+    "model",
+    "api",
+    "curate",
+    "train",
+    "eval",
+    "gate",
+    "deploy",
+    "promote",
+    "rollback",
+    "lineage",
+    "cycle",
+    "schedule",
+    "status",
+    "keys",
+    "demo",
+    "bench",
+]
 
 
 def ct_llm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ct_llm.cli", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=120, env={"COLUMNS": "200", "PATH": ""})
+    return subprocess.run(
+        [sys.executable, "-m", "ct_llm.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        env={"COLUMNS": "200", "PATH": ""},
+    )
 
 
 def test_import_cli_does_not_import_torch():
@@ -38,9 +61,21 @@ def test_every_verb_has_help(verb: str):
 
 @pytest.mark.parametrize(
     "args",
-    [["status"], ["curate"], ["train"], ["eval", "--candidate", "x"], ["gate", "--candidate", "x"],
-     ["deploy", "--version", "x"], ["promote"], ["rollback"], ["lineage", "x"], ["cycle"],
-     ["keys", "create", "--tenant", "t"], ["api"], ["schedule", "--once"]],
+    [
+        ["status"],
+        ["curate"],
+        ["train"],
+        ["eval", "--candidate", "x"],
+        ["gate", "--candidate", "x"],
+        ["deploy", "--version", "x"],
+        ["promote"],
+        ["rollback"],
+        ["lineage", "x"],
+        ["cycle"],
+        ["keys", "create", "--tenant", "t"],
+        ["api"],
+        ["schedule", "--once"],
+    ],
 )
 def test_missing_workspace_is_one_line_error(tmp_path: Path, args: list[str]):
     res = ct_llm(*args, "--workspace", str(tmp_path / "nope"))

@@ -23,10 +23,12 @@ def test_environment_overrides_file(tmp_path: Path):
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [("serving.prot=1", "unknown key 'serving.prot'"),
-     ("serving.port=abc", "'serving.port'"),
-     ("bogus=1", "unknown key 'bogus'"),
-     ("noequals", "not key=value")],
+    [
+        ("serving.prot=1", "unknown key 'serving.prot'"),
+        ("serving.port=abc", "'serving.port'"),
+        ("bogus=1", "unknown key 'bogus'"),
+        ("noequals", "not key=value"),
+    ],
 )
 def test_bad_overrides_name_the_key(tmp_path: Path, override: str, message: str):
     with pytest.raises(ConfigError, match=message):

@@ -17,4 +17,6 @@ def test_canary_share_is_close_to_weight_and_sticky():
 
 
 def test_zero_weight_canary_gets_nothing():
-    assert all(choose_route(f"c{i}", "b", "p", "c", 0.0).variant == "production" for i in range(200))
+    assert all(
+        choose_route(f"c{i}", "b", "p", "c", 0.0).variant == "production" for i in range(200)
+    )

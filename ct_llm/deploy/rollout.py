@@ -1,0 +1,273 @@
+"""Canary deploy, promote, rollback and reconcile: registry aliases + vLLM hot-swap.
+
+Order matters for users: an adapter is loaded into vLLM and verified *before* an alias points
+at it, so the gateway never routes a conversation to a name the server does not know. The
+registry change of one action (aliases, states, lineage record) is one database transaction; the
+state read before the HTTP work is checked again inside it, so a concurrent action cannot be
+overwritten silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ct_llm.deploy.adapter_checks import check_adapter
+from ct_llm.deploy.vllm_client import VllmClient
+from ct_llm.deploy.vllm_server import server_url as workspace_server_url
+from ct_llm.errors import RegistryError, ServingError
+from ct_llm.registry import registry
+from ct_llm.registry.registry import CANARY, PRODUCTION
+from ct_llm.store.db import session_scope
+from ct_llm.store.models import Alias
+from ct_llm.workspace import Workspace
+
+PROBE_MESSAGES = [{"role": "user", "content": "Say hello."}]
+
+
+def _client(ws: Workspace, server_url: str | None) -> VllmClient:
+    return VllmClient(server_url or workspace_server_url(ws))
+
+
+def _alias_version(session: Session, tenant: str, name: str) -> str | None:
+    alias = registry.get_alias(session, tenant, name)
+    return alias.model_version if alias else None
+
+
+def _ensure_loaded(ws: Workspace, client: VllmClient, version_id: str, path: str) -> float:
+    """Check the adapter folder, load it under its version name, verify vLLM lists it.
+    Returns the seconds the load took (0 when it was already loaded)."""
+    base_dir = ws.base_model_dir if (ws.base_model_dir / "config.json").exists() else None
+    check_adapter(path, ws.adapters_dir, ws.config.serving.max_lora_rank, base_dir)
+    if version_id in client.list_models():
+        client.load_adapter(version_id, str(Path(path).resolve()))  # checks it is the same path
+        return 0.0
+    began = time.monotonic()
+    client.load_adapter(version_id, str(Path(path).resolve()))
+    took = time.monotonic() - began
+    if version_id not in client.list_models():
+        raise ServingError(
+            f"vLLM at {client.base_url} accepted adapter '{version_id}' but does not list it in "
+            "/v1/models; check the server log"
+        )
+    return took
+
+
+def _record_failure(ws: Workspace, tenant: str, version_id: str, action: str, actor: str,
+                    error: Exception) -> None:
+    with session_scope(ws.database_url) as session:
+        registry.record(session, tenant, version_id, action, "failed", actor, {"error": str(error)})
+
+
+def _summary(session: Session, tenant: str, **extra: Any) -> dict[str, Any]:
+    canary = registry.get_alias(session, tenant, CANARY)
+    return {
+        "tenant": tenant,
+        "production": _alias_version(session, tenant, PRODUCTION),
+        "canary": canary.model_version if canary else None,
+        "canary_weight": canary.weight if canary else 0.0,
+        **extra,
+    }
+
+
+def deploy_canary(
+    ws: Workspace,
+    tenant: str,
+    version_id: str,
+    *,
+    weight: float | None = None,
+    actor: str = "cli",
+    server_url: str | None = None,
+) -> dict[str, Any]:
+    """Load an approved adapter into vLLM, probe it, and route `weight` of conversations to it."""
+    weight = ws.config.deploy.canary_weight if weight is None else weight
+    if not 0.0 <= weight <= 1.0:
+        raise RegistryError(f"canary weight {weight} must be between 0 and 1")
+    with session_scope(ws.database_url) as session:
+        mv = registry.get_version(session, tenant, version_id)
+        if mv.state != "approved":
+            raise RegistryError(
+                f"{version_id} is '{mv.state}', not 'approved'; only versions that passed "
+                f"`ct-llm gate --candidate {version_id}` can be deployed"
+            )
+        current = _alias_version(session, tenant, CANARY)
+        if current and current != version_id:
+            raise RegistryError(
+                f"tenant '{tenant}' already has canary {current}; `ct-llm promote` or "
+                "`ct-llm rollback` it before deploying another"
+            )
+        path = mv.path
+    client = _client(ws, server_url)
+    try:
+        load_s = _ensure_loaded(ws, client, version_id, path)
+        began = time.monotonic()
+        probe = client.chat(version_id, PROBE_MESSAGES, max_tokens=8)
+        probe_s = time.monotonic() - began
+    except Exception as e:
+        _record_failure(ws, tenant, version_id, "deploy", actor, e)
+        raise
+    with session_scope(ws.database_url) as session:
+        mv = registry.get_version(session, tenant, version_id)
+        if mv.state != "approved":
+            raise RegistryError(
+                f"{version_id} changed to '{mv.state}' while deploying; not deployed"
+            )
+        registry.set_alias(session, tenant, CANARY, version_id, weight)
+        registry.set_state(session, tenant, version_id, "canary")
+        details = {"weight": weight, "server": client.base_url, "load_s": round(load_s, 3),
+                   "probe_s": round(probe_s, 3), "probe_answer": probe[:80]}
+        registry.record(session, tenant, version_id, "deploy", "canary", actor, details)
+        return _summary(session, tenant, version=version_id, load_s=round(load_s, 3))
+
+
+def promote(
+    ws: Workspace,
+    tenant: str,
+    *,
+    version_id: str | None = None,
+    actor: str = "cli",
+    server_url: str | None = None,
+) -> dict[str, Any]:
+    """Move `production` to the canary (or to the given approved/canary version); the old
+    production version is retired but stays loaded, so a rollback is instant."""
+    with session_scope(ws.database_url) as session:
+        canary = _alias_version(session, tenant, CANARY)
+        target = version_id or canary
+        if target is None:
+            raise RegistryError(
+                f"tenant '{tenant}' has no canary to promote; deploy one with "
+                "`ct-llm deploy --version V` or name the version with --version"
+            )
+        if canary and canary != target:
+            raise RegistryError(
+                f"tenant '{tenant}' has canary {canary}; promote it or `ct-llm rollback` it "
+                f"before promoting {target}"
+            )
+        mv = registry.get_version(session, tenant, target)
+        if mv.state not in ("approved", "canary"):
+            raise RegistryError(
+                f"{target} is '{mv.state}'; only an approved or canary version can be promoted"
+            )
+        state_before, path = mv.state, mv.path
+    client = _client(ws, server_url)
+    try:
+        load_s = _ensure_loaded(ws, client, target, path)
+    except Exception as e:
+        _record_failure(ws, tenant, target, "promote", actor, e)
+        raise
+    with session_scope(ws.database_url) as session:
+        mv = registry.get_version(session, tenant, target)
+        if mv.state != state_before or _alias_version(session, tenant, CANARY) != canary:
+            raise RegistryError(f"{target} changed while promoting; run `ct-llm status` and retry")
+        previous = _alias_version(session, tenant, PRODUCTION)
+        registry.set_alias(session, tenant, PRODUCTION, target, 1.0)
+        registry.clear_alias(session, tenant, CANARY)
+        registry.set_state(session, tenant, target, "production")
+        if previous and previous != target:
+            registry.set_state(session, tenant, previous, "retired")
+        registry.record(session, tenant, target, "promote", "production", actor,
+                        {"previous": previous, "from_state": state_before,
+                         "server": client.base_url})
+        return _summary(session, tenant, version=target, previous=previous,
+                        load_s=round(load_s, 3))
+
+
+def _previous_production(session: Session, tenant: str, version_id: str) -> str | None:
+    """The production version before `version_id` was promoted (None: the base model), skipping
+    versions that were rejected since."""
+    seen: set[str] = set()
+    current: str | None = version_id
+    while current is not None and current not in seen:
+        seen.add(current)
+        promotes = [e for e in registry.history(session, tenant, current) if e.action == "promote"
+                    and e.outcome == "production"]
+        previous = promotes[-1].details.get("previous") if promotes else None
+        if previous is None or registry.get_version(session, tenant, previous).state != "rejected":
+            return previous
+        current = previous
+    return None
+
+
+def rollback(
+    ws: Workspace,
+    tenant: str,
+    *,
+    actor: str = "cli",
+    server_url: str | None = None,
+) -> dict[str, Any]:
+    """Remove the canary if there is one; otherwise move production back to the version it
+    replaced (or to the base model). The version rolled back from is marked rejected."""
+    with session_scope(ws.database_url) as session:
+        canary = _alias_version(session, tenant, CANARY)
+        production = _alias_version(session, tenant, PRODUCTION)
+        if canary is None and production is None:
+            raise RegistryError(
+                f"tenant '{tenant}' has no canary and no production adapter: nothing to roll back "
+                "(users already get the base model)"
+            )
+        removed = canary or production
+        target = production if canary else _previous_production(session, tenant, production or "")
+        target_path = registry.get_version(session, tenant, target).path if target else None
+    client = _client(ws, server_url)
+    # Traffic goes back to `target`: it must be servable before any alias moves.
+    if target and target_path:
+        try:
+            _ensure_loaded(ws, client, target, target_path)
+        except Exception as e:
+            _record_failure(ws, tenant, removed or "", "rollback", actor, e)
+            raise
+    with session_scope(ws.database_url) as session:
+        if (_alias_version(session, tenant, CANARY) != canary
+                or _alias_version(session, tenant, PRODUCTION) != production):
+            raise RegistryError("aliases changed while rolling back; run `ct-llm status` and retry")
+        if canary:
+            registry.clear_alias(session, tenant, CANARY)
+            details: dict[str, Any] = {"alias": CANARY, "removed": canary, "traffic_to": production}
+        else:
+            if target:
+                registry.set_alias(session, tenant, PRODUCTION, target, 1.0)
+                registry.set_state(session, tenant, target, "production")
+                registry.record(session, tenant, target, "rollback", "restored", actor,
+                                {"alias": PRODUCTION, "replaces": production})
+            else:
+                registry.clear_alias(session, tenant, PRODUCTION)
+            details = {"alias": PRODUCTION, "removed": production, "traffic_to": target,
+                       "previous": target}
+        registry.set_state(session, tenant, removed or "", "rejected")
+        registry.record(session, tenant, removed, "rollback", "rejected", actor, details)
+        result = _summary(session, tenant, rolled_back=removed, previous=target,
+                          traffic_to=target or ws.config.base_model)
+    # No alias points at it any more; freeing the slot is best effort (in-flight requests hold
+    # their own reference in the engine, and a stale load is harmless).
+    with contextlib.suppress(ServingError):
+        client.unload_adapter(removed or "")
+    return result
+
+
+def reconcile_serving(
+    ws: Workspace, tenant_list: list[str] | None = None, server_url: str | None = None
+) -> list[str]:
+    """Load every production/canary adapter the server does not list yet (a freshly started
+    vLLM knows only the base model). Returns the names it loaded."""
+    with session_scope(ws.database_url) as session:
+        query = select(Alias).where(Alias.name.in_((PRODUCTION, CANARY)))
+        if tenant_list is not None:
+            query = query.where(Alias.tenant.in_(tenant_list))
+        wanted: dict[tuple[str, str], str] = {}
+        for a in session.scalars(query.order_by(Alias.tenant, Alias.name)):
+            mv = registry.get_version(session, a.tenant, a.model_version)
+            wanted[(a.tenant, a.model_version)] = mv.path
+    client = _client(ws, server_url)
+    listed = set(client.list_models())
+    loaded: list[str] = []
+    for (_tenant, version_id), path in wanted.items():
+        if version_id in listed or version_id in loaded:
+            continue
+        _ensure_loaded(ws, client, version_id, path)
+        loaded.append(version_id)
+    return loaded

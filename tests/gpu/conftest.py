@@ -23,4 +23,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if HERE in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.gpu)
             if not has_cuda:
-                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda unavailable)"))
+                item.add_marker(
+                    pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda unavailable)")
+                )

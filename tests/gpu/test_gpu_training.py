@@ -18,12 +18,15 @@ def _tiny_dataset(root: Path) -> Path:
     root.mkdir()
     rows = []
     for i in range(8):
-        rows.append({
-            "prompt": [{"role": "user", "content": f"How long can I return item {i}?"}],
-            "chosen": [{"role": "assistant", "content": "You have 60 days to return it."}],
-            "rejected": [{"role": "assistant", "content": "You have 30 days to return it."}],
-            "event_id": f"e{i}", "conversation_id": f"c{i}",
-        })
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": f"How long can I return item {i}?"}],
+                "chosen": [{"role": "assistant", "content": "You have 60 days to return it."}],
+                "rejected": [{"role": "assistant", "content": "You have 30 days to return it."}],
+                "event_id": f"e{i}",
+                "conversation_id": f"c{i}",
+            }
+        )
     (root / "dpo_train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     (root / "manifest.json").write_text(json.dumps({"version": "gpu-test", "files": {}}))
     return root

@@ -1,0 +1,123 @@
+"""Training recipes: a YAML file (named `recipes/<model>/<method>_<device>.yaml`) plus
+`key=value` overrides, validated into a typed `Recipe`. An unknown key or a wrong type is an error
+that names the key and the file, so a typo never silently trains with a default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ct_llm.config import apply_overrides, resolve_resource
+from ct_llm.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraSettings(_Strict):
+    r: int = Field(8, ge=1, le=256)
+    """LoRA rank; vLLM refuses adapters above its `--max-lora-rank` (16 by default here)."""
+    alpha: int = Field(16, ge=1)
+    """LoRA scaling numerator: the update is scaled by alpha / r."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout on the LoRA input; 0 keeps tiny-data runs deterministic."""
+    target_modules: list[str] | str = "all-linear"
+    """Modules that get adapters: a list of names, or PEFT's "all-linear"."""
+
+
+class Recipe(_Strict):
+    description: str = ""
+    """What this recipe is for (free text, shown in the train record)."""
+    method: Literal["dpo"] = "dpo"
+    """Training method; "dpo" (direct preference optimisation on edit pairs) for now."""
+    lora: LoraSettings = LoraSettings()
+    """The LoRA adapter being trained."""
+    learning_rate: float = Field(5e-4, gt=0)
+    """Peak learning rate of the adapter weights."""
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    """Learning-rate schedule after warm-up."""
+    warmup_steps: int = Field(0, ge=0)
+    """Optimizer steps of linear warm-up."""
+    max_steps: int = Field(-1, ge=-1)
+    """Optimizer steps to run; -1: run `num_epochs` epochs instead."""
+    num_epochs: float = Field(1.0, gt=0)
+    """Passes over the training pairs when `max_steps` is -1."""
+    per_device_train_batch_size: int = Field(4, ge=1)
+    """Preference pairs per forward pass on each device."""
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    """Forward passes summed into one optimizer step."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay on the adapter weights."""
+    max_grad_norm: float = Field(1.0, gt=0)
+    """Gradient clipping norm."""
+    beta: float = Field(0.1, gt=0)
+    """DPO temperature: how far the policy may move from the reference (larger = stay closer)."""
+    loss_type: Literal["sigmoid", "ipo", "hinge", "robust", "sigmoid_norm"] = "sigmoid"
+    """TRL preference loss; "sigmoid" is the original DPO loss."""
+    sft_weight: float = Field(0.0, ge=0)
+    """Weight of an added NLL (SFT) loss on the chosen answer, as in RPO; 0 disables it."""
+    thumbs_up_anchors: bool = True
+    """Also train (SFT term only) on the dataset's thumbs-up answers, so liked behaviour stays."""
+    replay_prompts: str | None = None
+    """JSONL of general prompts answered by the starting model and replayed as SFT anchors."""
+    replay_max_new_tokens: int = Field(64, ge=1)
+    """Length cap of the replayed answers."""
+    max_length: int = Field(256, ge=16)
+    """Prompt + answer tokens kept per example (longer ones are truncated at the end)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: saves memory, costs ~30% speed."""
+    qlora: bool = False
+    """On CUDA only: load the base model in 4-bit (bitsandbytes) and train LoRA on top."""
+    seed: int = 0
+    """Seed of weight init, data order and dropout."""
+    logging_steps: int = Field(1, ge=1)
+    """Report loss and reward metrics every this many optimizer steps."""
+
+
+    @model_validator(mode="after")
+    def _anchors_need_sft(self) -> Recipe:
+        # Anchors are identical chosen/rejected pairs: only the SFT term gives them a gradient.
+        if self.replay_prompts and self.sft_weight == 0:
+            raise ValueError("replay_prompts needs sft_weight > 0 (anchors train via the SFT term)")
+        return self
+
+
+def _format_errors(source: str, err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{key}'")
+        else:
+            parts.append(f"'{key}': {e['msg']}")
+    return f"recipe {source}: " + "; ".join(parts) + " (see ct_llm/train/recipe.py for the fields)"
+
+
+def load_recipe(path: Path | str, overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe YAML (as given, else relative to the ct-llm repository) and apply
+    `key=value` overrides (`lora.r=4`, `max_steps=10`)."""
+    file = resolve_resource(str(path))
+    if not file.is_file():
+        raise ConfigError(
+            f"recipe {path} not found; "
+            "pass an existing file, e.g. recipes/smollm2-135m/dpo_cpu.yaml"
+        )
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"recipe {file} is not valid YAML: {e}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {file} must hold a mapping of settings")
+    data = apply_overrides(data, list(overrides or []))
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(str(file), e)) from None
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    return recipe.model_dump(mode="json")

@@ -1,0 +1,98 @@
+"""The DPO runner on the real SmolLM2-135M (CPU, a few steps on a tiny dataset)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ct_llm.errors import NoDataError
+from ct_llm.train.recipe import Recipe
+
+pytestmark = pytest.mark.integration
+
+SYSTEM = {"role": "system", "content": "You are a shop assistant."}
+
+
+def _dataset(root: Path) -> Path:
+    root.mkdir()
+    rows = []
+    for i, q in enumerate(["How long do I have to return shoes?", "What is the return window?",
+                           "Can I send my tent back?", "Until when are returns accepted?"]):
+        rows.append({
+            "prompt": [SYSTEM, {"role": "user", "content": q}],
+            "chosen": [{"role": "assistant", "content": "You have 60 days to return it."}],
+            "rejected": [{"role": "assistant", "content": "Returns are not possible, sorry."}],
+            "event_id": f"e{i}", "conversation_id": f"c{i}",
+        })
+    (root / "dpo_train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    thumbs = {"prompt": [SYSTEM, {"role": "user", "content": "Hi!"}],
+              "completion": [{"role": "assistant", "content": "Hello! How can I help?"}],
+              "label": True}
+    (root / "kto_train.jsonl").write_text(json.dumps(thumbs) + "\n")
+    (root / "manifest.json").write_text(json.dumps({"version": "t-data-v1", "files": {}}))
+    return root
+
+
+def _recipe(**kw: object) -> Recipe:
+    base = dict(max_steps=2, per_device_train_batch_size=2, max_length=64, learning_rate=5e-3,
+                lora={"r": 4, "alpha": 8}, sft_weight=1.0, seed=3, logging_steps=1)
+    return Recipe.model_validate({**base, **kw})
+
+
+def _lora_tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "adapter_model.safetensors"))
+
+
+def test_train_adapter_then_warm_start(tmp_path: Path, base_model_dir: Path) -> None:
+    from ct_llm.train.dpo import train_adapter
+
+    data = _dataset(tmp_path / "data")
+    out = tmp_path / "adapters" / "v1"
+    logs: list[dict] = []
+    metrics = train_adapter(_recipe(), base_model_dir, data, out, on_log=logs.append)
+
+    assert metrics["steps"] == 2 and metrics["train_pairs"] == 4 and metrics["anchors"] == 1
+    assert "final_loss" in metrics and "rewards/margins" in metrics
+    assert [entry["step"] for entry in logs if "loss" in entry] == [1, 2]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "adapter_config.json", "adapter_model.safetensors", "ct-llm-train.json"]
+    assert not list(out.parent.glob(".*"))  # no temp folders left beside the artifact
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    assert cfg["base_model_name_or_path"] == str(base_model_dir.resolve())
+    assert cfg["r"] == 4
+    tensors = _lora_tensors(out)
+    lora_b = [t for name, t in tensors.items() if "lora_B" in name]
+    assert lora_b and len(lora_b) == len(tensors) // 2
+    # PEFT initialises every lora_B to zero; training must have moved them.
+    assert all(float(t.abs().max()) > 0 for t in lora_b)
+    record = json.loads((out / "ct-llm-train.json").read_text())
+    assert record["dataset"]["version"] == "t-data-v1"
+    assert len(record["dataset"]["manifest_sha256"]) == 64
+    assert record["recipe"]["lora"]["r"] == 4 and record["seed"] == 3
+    assert record["metrics"]["steps"] == 2 and record["log_history"]
+
+    # Warm start from v1: trains the same adapter further; the frozen reference copy that TRL
+    # adds is not part of the artifact.
+    out2 = tmp_path / "adapters" / "v2"
+    train_adapter(_recipe(max_steps=1), base_model_dir, data, out2, init_adapter=out)
+    assert not (out2 / "ref").exists()
+    before, after = _lora_tensors(out), _lora_tensors(out2)
+    assert before.keys() == after.keys()
+    assert any(not before[k].equal(after[k]) for k in before)
+    record2 = json.loads((out2 / "ct-llm-train.json").read_text())
+    assert record2["init_adapter"] == str(out.resolve())
+
+
+def test_empty_dataset_is_no_data(tmp_path: Path, base_model_dir: Path) -> None:
+    from ct_llm.train.dpo import train_adapter
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dpo_train.jsonl").write_text("")
+    with pytest.raises(NoDataError):
+        train_adapter(_recipe(), base_model_dir, data, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,70 @@
+"""The demo scenario's data is consistent with its eval suite and actually tests generalisation."""
+
+from __future__ import annotations
+
+import re
+
+from ct_llm.config import REPO_ROOT
+from ct_llm.demo import scenario
+from ct_llm.evals.checks import case_passes
+from ct_llm.evals.suite import load_suite
+
+SUITE = REPO_ROOT / "eval_suites" / "scenarios" / "shop_returns.yaml"
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\W+", " ", text.lower()).strip()
+
+
+def test_suite_holds_exactly_the_heldout_questions() -> None:
+    suite = load_suite(SUITE)
+    assert suite.kind == "target"
+    assert suite.system_prompt == scenario.SYSTEM_PROMPT
+    assert [c.prompt for c in suite.cases] == scenario.HELDOUT_QUESTIONS
+    for case in suite.cases:
+        assert [(c.type, getattr(c, "pattern", None)) for c in case.checks] == [
+            ("regex", scenario.TARGET_PATTERN)
+        ]
+
+
+def test_heldout_questions_are_not_trained_on() -> None:
+    train = {_norm(q) for q in scenario.TRAIN_QUESTIONS}
+    assert len(train) == len(scenario.TRAIN_QUESTIONS)
+    assert not train & {_norm(q) for q in scenario.HELDOUT_QUESTIONS}
+    assert len(set(scenario.HELDOUT_QUESTIONS)) == len(scenario.HELDOUT_QUESTIONS) >= 12
+
+
+def test_system_prompt_does_not_give_the_policy_away() -> None:
+    assert not scenario.states_new_policy(scenario.SYSTEM_PROMPT)
+    assert "day" not in scenario.SYSTEM_PROMPT.lower()
+
+
+def test_corrected_answers_state_the_policy_and_vary() -> None:
+    answers = [scenario.corrected_answer(q) for q in scenario.TRAIN_QUESTIONS]
+    assert all(scenario.states_new_policy(a) for a in answers)
+    assert len(set(answers)) >= 3
+    assert all(len(a.split()) <= 40 for a in answers)
+    # Deterministic: the same question always gets the same correction.
+    assert answers == [scenario.corrected_answer(q) for q in scenario.TRAIN_QUESTIONS]
+
+
+def test_target_check_agrees_with_the_suite_check() -> None:
+    case = load_suite(SUITE).cases[0]
+    for text, expected in [
+        ("You have 60 days to return it.", True),
+        ("Returns are accepted for sixty days.", True),
+        ("You have 30 days to return it.", False),
+        ("Order #1600 ships today.", False),
+    ]:
+        assert scenario.states_new_policy(text) is expected
+        assert case_passes(case, text)[0] is expected
+    assert scenario.target_rate(["60 days", "30 days"]) == 0.5
+    assert scenario.target_rate([]) == 0.0
+
+
+def test_chat_messages_puts_the_persona_first() -> None:
+    msgs = scenario.chat_messages("Hi")
+    assert msgs == [
+        {"role": "system", "content": scenario.SYSTEM_PROMPT},
+        {"role": "user", "content": "Hi"},
+    ]

@@ -52,8 +52,9 @@ def _open(workspace: Path, tenant: str | None = None):  # type: ignore[no-untype
 
 
 def _emit(result: Any, as_json: bool, human: str | None = None) -> None:
+    # JSON goes to stdout unwrapped so scripts can parse it; the human text may be styled.
     if as_json:
-        out.print_json(json.dumps(result, default=str))
+        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
     else:
         out.print(human if human is not None else json.dumps(result, indent=2, default=str))
 
@@ -407,7 +408,7 @@ def demo(
 
     res = run_demo(workspace, fresh=fresh, log=lambda m: err.print(m))
     if as_json:
-        out.print(json.dumps(res, default=str))
+        sys.stdout.write(json.dumps(res, default=str) + "\n")  # one line, last on stdout
 
 
 @app.command()

@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -23,9 +23,8 @@ from ct_llm.feedback.ingest import IngestResult, ingest_events
 from ct_llm.feedback.stats import feedback_stats
 from ct_llm.gateway.auth import ApiError, Principal, error_response, require_role
 from ct_llm.gateway.chat import CONVERSATION_HEADER, GatewayState, proxy_chat
-from ct_llm.registry import registry
+from ct_llm.monitor.status import tenant_status
 from ct_llm.store.db import session_scope
-from ct_llm.store.models import ChatResponse
 from ct_llm.workspace import Workspace
 
 log = logging.getLogger("ct_llm.api")
@@ -92,23 +91,6 @@ def _admin_error(e: CtLlmError) -> ApiError:
     if isinstance(e, ServingError):
         return ApiError(502, str(e), type_="upstream_error", code="serving_error")
     return ApiError(400, str(e), code="invalid_request")
-
-
-def tenant_status(session: Any, tenant: str, base_model: str) -> dict[str, Any]:
-    prod = registry.get_alias(session, tenant, registry.PRODUCTION)
-    canary = registry.get_alias(session, tenant, registry.CANARY)
-    responses = session.scalar(
-        select(func.count()).select_from(ChatResponse).where(ChatResponse.tenant == tenant)
-    )
-    stats = feedback_stats(session, tenant)
-    return {
-        "tenant": tenant,
-        "base_model": base_model,
-        "production": {"version": prod.model_version} if prod else None,
-        "canary": {"version": canary.model_version, "weight": canary.weight} if canary else None,
-        "responses_logged": responses or 0,
-        "feedback": {"total": stats["total"], "by_kind": stats["by_kind"]},
-    }
 
 
 def _install_error_handlers(app: FastAPI) -> None:

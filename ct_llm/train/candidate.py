@@ -48,13 +48,23 @@ def train_candidate(
         dataset_id, dataset_dir = ds.id, Path(ds.path)
         prod = registry.get_alias(session, tenant, registry.PRODUCTION)
         parent = prod.model_version if prod else None
+        # Continuous training: start from what users get today, so each cycle refines the
+        # production adapter instead of relearning everything from the base model.
+        init_adapter = Path(registry.get_version(session, tenant, parent).path) if parent else None
         version_id, number = registry.next_adapter_version(session, tenant, ws.config.adapter_name)
 
     from ct_llm.train.dpo import train_adapter
 
     output = ws.adapters_dir / version_id
-    metrics = train_adapter(recipe, base_dir, dataset_dir, output, on_log=on_log)
-    info = {"recipe": str(recipe_file), "overrides": list(overrides or []), "metrics": metrics}
+    metrics = train_adapter(
+        recipe, base_dir, dataset_dir, output, init_adapter=init_adapter, on_log=on_log
+    )
+    info = {
+        "recipe": str(recipe_file),
+        "overrides": list(overrides or []),
+        "warm_start": parent,
+        "metrics": metrics,
+    }
     with session_scope(ws.database_url) as session:
         registry.register_adapter(
             session, tenant, version_id, number, str(output), dataset_id, parent, info

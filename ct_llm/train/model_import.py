@@ -100,7 +100,9 @@ def _convert(source: str, dest: Path, dtype: str = "bfloat16") -> Path:
         kwargs, folder, provenance = {}, source, {"source": source}
     try:
         tok = AutoTokenizer.from_pretrained(folder, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch_dtype, **kwargs)
+        # GGUF kernels dequantize fastest to float32; cast to the serving dtype afterwards.
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+        model = model.to(torch_dtype)
     except OSError as e:
         raise CtLlmError(f"could not load model '{source}': {e}".splitlines()[0]) from None
     # A GGUF model arrives dequantized but still flagged as quantized; clear that so it saves

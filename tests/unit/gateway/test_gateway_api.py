@@ -180,7 +180,7 @@ def test_status_shows_aliases_and_counts(client: TestClient, ws: Workspace,
         registry.set_alias(s, "acme", "canary", "acme-assistant-v3", weight=0.1)
     add_response(ws, "acme", "r1")
     st = client.get("/v1/status", headers=h(keys["acme"])).json()
-    assert st["production"] == {"version": "acme-assistant-v2"}
+    assert st["production"] == "acme-assistant-v2"
     assert st["canary"] == {"version": "acme-assistant-v3", "weight": 0.1}
     assert st["responses_logged"] == 1
     assert client.get("/v1/status", headers=h(keys["globex"])).json()["production"] is None

@@ -375,10 +375,10 @@ def keys_create(
     workspace: Path = WorkspaceOpt,
 ) -> None:
     """Create an API key; it is printed once, only its hash is stored."""
-    from ct_llm.gateway.auth import create_api_key
+    from ct_llm.gateway.auth import ROLES, create_api_key
 
-    if role not in ("ingest", "admin"):
-        raise CtLlmError(f"unknown role '{role}'; use 'ingest' or 'admin'")
+    if role not in ROLES:
+        raise CtLlmError(f"unknown role '{role}'; use one of: {', '.join(ROLES)}")
     ws, _ = _open(workspace)
     out.print(create_api_key(ws.database_url, tenant, role))
 

@@ -115,7 +115,8 @@ class WorkspaceConfig(_Strict):
     triggers: TriggerConfig = TriggerConfig()
 
 
-def _format_validation_error(source: str, err: ValidationError) -> str:
+def format_validation_error(source: str, err: ValidationError) -> str:
+    """One line naming every bad key: `source: unknown key 'a.b'; 'c': Input should be ...`."""
     parts = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
@@ -180,7 +181,7 @@ def load_config(
     try:
         return WorkspaceConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_validation_error(str(path or "config"), e)) from None
+        raise ConfigError(format_validation_error(str(path or "config"), e)) from None
 
 
 def dump_config(config: WorkspaceConfig) -> str:

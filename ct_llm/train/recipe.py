@@ -10,7 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ct_llm.config import apply_overrides, resolve_resource
+from ct_llm.config import apply_overrides, format_validation_error, resolve_resource
 from ct_llm.errors import ConfigError
 
 
@@ -87,14 +87,8 @@ class Recipe(_Strict):
 
 
 def _format_errors(source: str, err: ValidationError) -> str:
-    parts = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            parts.append(f"unknown key '{key}'")
-        else:
-            parts.append(f"'{key}': {e['msg']}")
-    return f"recipe {source}: " + "; ".join(parts) + " (see ct_llm/train/recipe.py for the fields)"
+    detail = format_validation_error(f"recipe {source}", err)
+    return detail + " (see ct_llm/train/recipe.py for the fields)"
 
 
 def load_recipe(path: Path | str, overrides: list[str] | None = None) -> Recipe:

@@ -112,3 +112,8 @@ def test_one_cycle_changes_what_the_gateway_serves(
     assert actions == ["train", "eval", "gate", "deploy", "cycle", "promote"], actions
     assert info["state"] == "production" and info["undo"]
     assert Path(info["eval_reports"][0]["path"], "report.html").exists()
+
+    # Leave the session-wide server as we found it for the tests that follow.
+    from ct_llm.deploy.vllm_client import VllmClient
+
+    VllmClient(vllm_server.url).unload_adapter(version)

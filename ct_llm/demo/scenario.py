@@ -87,8 +87,7 @@ _ANSWER_TEMPLATES: list[str] = [
     "for a full refund.",
     "Returns are accepted within 60 days of delivery. Start your return from your order "
     "page and we will refund you in full.",
-    "You can return your order within 60 days of receiving it, and we will give you a full "
-    "refund.",
+    "You can return your order within 60 days of receiving it, and we will give you a full refund.",
 ]
 
 

@@ -58,8 +58,9 @@ def _ensure_loaded(ws: Workspace, client: VllmClient, version_id: str, path: str
     return took
 
 
-def _record_failure(ws: Workspace, tenant: str, version_id: str, action: str, actor: str,
-                    error: Exception) -> None:
+def _record_failure(
+    ws: Workspace, tenant: str, version_id: str, action: str, actor: str, error: Exception
+) -> None:
     with session_scope(ws.database_url) as session:
         registry.record(session, tenant, version_id, action, "failed", actor, {"error": str(error)})
 
@@ -119,8 +120,13 @@ def deploy_canary(
             )
         registry.set_alias(session, tenant, CANARY, version_id, weight)
         registry.set_state(session, tenant, version_id, "canary")
-        details = {"weight": weight, "server": client.base_url, "load_s": round(load_s, 3),
-                   "probe_s": round(probe_s, 3), "probe_answer": probe[:80]}
+        details = {
+            "weight": weight,
+            "server": client.base_url,
+            "load_s": round(load_s, 3),
+            "probe_s": round(probe_s, 3),
+            "probe_answer": probe[:80],
+        }
         registry.record(session, tenant, version_id, "deploy", "canary", actor, details)
         return _summary(session, tenant, version=version_id, load_s=round(load_s, 3))
 
@@ -170,11 +176,16 @@ def promote(
         registry.set_state(session, tenant, target, "production")
         if previous and previous != target:
             registry.set_state(session, tenant, previous, "retired")
-        registry.record(session, tenant, target, "promote", "production", actor,
-                        {"previous": previous, "from_state": state_before,
-                         "server": client.base_url})
-        return _summary(session, tenant, version=target, previous=previous,
-                        load_s=round(load_s, 3))
+        registry.record(
+            session,
+            tenant,
+            target,
+            "promote",
+            "production",
+            actor,
+            {"previous": previous, "from_state": state_before, "server": client.base_url},
+        )
+        return _summary(session, tenant, version=target, previous=previous, load_s=round(load_s, 3))
 
 
 def _previous_production(session: Session, tenant: str, version_id: str) -> str | None:
@@ -184,8 +195,11 @@ def _previous_production(session: Session, tenant: str, version_id: str) -> str 
     current: str | None = version_id
     while current is not None and current not in seen:
         seen.add(current)
-        promotes = [e for e in registry.history(session, tenant, current) if e.action == "promote"
-                    and e.outcome == "production"]
+        promotes = [
+            e
+            for e in registry.history(session, tenant, current)
+            if e.action == "promote" and e.outcome == "production"
+        ]
         previous = promotes[-1].details.get("previous") if promotes else None
         if previous is None or registry.get_version(session, tenant, previous).state != "rejected":
             return previous
@@ -222,8 +236,10 @@ def rollback(
             _record_failure(ws, tenant, removed or "", "rollback", actor, e)
             raise
     with session_scope(ws.database_url) as session:
-        if (_alias_version(session, tenant, CANARY) != canary
-                or _alias_version(session, tenant, PRODUCTION) != production):
+        if (
+            _alias_version(session, tenant, CANARY) != canary
+            or _alias_version(session, tenant, PRODUCTION) != production
+        ):
             raise RegistryError("aliases changed while rolling back; run `ct-llm status` and retry")
         if canary:
             registry.clear_alias(session, tenant, CANARY)
@@ -232,16 +248,32 @@ def rollback(
             if target:
                 registry.set_alias(session, tenant, PRODUCTION, target, 1.0)
                 registry.set_state(session, tenant, target, "production")
-                registry.record(session, tenant, target, "rollback", "restored", actor,
-                                {"alias": PRODUCTION, "replaces": production})
+                registry.record(
+                    session,
+                    tenant,
+                    target,
+                    "rollback",
+                    "restored",
+                    actor,
+                    {"alias": PRODUCTION, "replaces": production},
+                )
             else:
                 registry.clear_alias(session, tenant, PRODUCTION)
-            details = {"alias": PRODUCTION, "removed": production, "traffic_to": target,
-                       "previous": target}
+            details = {
+                "alias": PRODUCTION,
+                "removed": production,
+                "traffic_to": target,
+                "previous": target,
+            }
         registry.set_state(session, tenant, removed or "", "rejected")
         registry.record(session, tenant, removed, "rollback", "rejected", actor, details)
-        result = _summary(session, tenant, rolled_back=removed, previous=target,
-                          traffic_to=target or ws.config.base_model)
+        result = _summary(
+            session,
+            tenant,
+            rolled_back=removed,
+            previous=target,
+            traffic_to=target or ws.config.base_model,
+        )
     # No alias points at it any more; freeing the slot is best effort (in-flight requests hold
     # their own reference in the engine, and a stale load is harmless).
     with contextlib.suppress(ServingError):

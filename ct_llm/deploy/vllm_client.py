@@ -96,15 +96,17 @@ class VllmClient:
             return
         raise ServingError(f"vLLM refused to unload adapter '{name}': {_server_message(resp)}")
 
-    def chat(
-        self, model: str, messages: list[dict[str, Any]], max_tokens: int = 16
-    ) -> str:
+    def chat(self, model: str, messages: list[dict[str, Any]], max_tokens: int = 16) -> str:
         """One greedy chat completion; returns the answer text (a probe, not the serving path)."""
         resp = self._request(
             "POST",
             "/v1/chat/completions",
-            json={"model": model, "messages": messages, "max_tokens": max_tokens,
-                  "temperature": 0.0},
+            json={
+                "model": model,
+                "messages": messages,
+                "max_tokens": max_tokens,
+                "temperature": 0.0,
+            },
         )
         if resp.status_code != 200:
             raise ServingError(f"vLLM chat with '{model}' failed: {_server_message(resp)}")

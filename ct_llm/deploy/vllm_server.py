@@ -45,18 +45,28 @@ def build_vllm_command(
 ) -> list[str]:
     """The vLLM argument list after the Python executable (pure: no file or process access)."""
     return [
-        "-m", VLLM_MODULE,
-        "--model", str(model_dir),
-        "--served-model-name", served_name,
+        "-m",
+        VLLM_MODULE,
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        served_name,
         "--enable-lora",
-        "--max-lora-rank", str(cfg.max_lora_rank),
-        "--max-loras", str(cfg.max_loras),
-        "--dtype", cfg.dtype,
-        "--max-model-len", str(cfg.max_model_len),
+        "--max-lora-rank",
+        str(cfg.max_lora_rank),
+        "--max-loras",
+        str(cfg.max_loras),
+        "--dtype",
+        cfg.dtype,
+        "--max-model-len",
+        str(cfg.max_model_len),
         # On CPU this is the share of host memory for the KV cache; vLLM's 0.92 default fails there.
-        "--gpu-memory-utilization", str(cfg.memory_fraction),
-        "--host", cfg.host,
-        "--port", str(port),
+        "--gpu-memory-utilization",
+        str(cfg.memory_fraction),
+        "--host",
+        cfg.host,
+        "--port",
+        str(port),
         *cfg.extra_args,
     ]
 
@@ -92,8 +102,8 @@ def meaningful_log_tail(text: str, lines: int = 8) -> str:
     causes: list[str] = []
     for ln in kept:
         match = _EXCEPTION_LINE.search(ln)
-        if match and ln[match.start():] not in causes:
-            causes.append(ln[match.start():])
+        if match and ln[match.start() :] not in causes:
+            causes.append(ln[match.start() :])
     hints = [f"hint: {hint}" for needle, hint in _HINTS.items() if needle in text]
     if len(causes) > 3:
         causes = causes[:1] + causes[-2:]
@@ -155,8 +165,12 @@ class VllmServer:
             log.flush()
             # Own session = own process group, so stop() also ends vLLM's engine-core children.
             self.process = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True,
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
             )
         try:
             self._wait_healthy(client, began)

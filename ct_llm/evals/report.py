@@ -47,8 +47,10 @@ def _verdict_html(decision: dict[str, Any]) -> str:
     for r in decision.get("reasons", []):
         mark = "pass" if r.get("passed") else "fail"
         items.append(f'<li class="{mark}">{escape(str(r.get("detail", "")))}</li>')
-    return (f'<div class="verdict {cls}"><strong>Gate verdict: {word}</strong>'
-            f'<ul>{"".join(items)}</ul></div>')
+    return (
+        f'<div class="verdict {cls}"><strong>Gate verdict: {word}</strong>'
+        f"<ul>{''.join(items)}</ul></div>"
+    )
 
 
 def _suite_table(result: EvalResult) -> str:
@@ -60,8 +62,10 @@ def _suite_table(result: EvalResult) -> str:
             f"<td class=num>{_rate(s.candidate_pass_rate)}</td>"
             f"<td class=num>{_rate(s.baseline_pass_rate)}</td><td class=num>{delta:+.2f}</td></tr>"
         )
-    return ("<table><tr><th>suite</th><th>kind</th><th>cases</th><th>candidate</th>"
-            f"<th>baseline</th><th>change</th></tr>{''.join(rows)}</table>")
+    return (
+        "<table><tr><th>suite</th><th>kind</th><th>cases</th><th>candidate</th>"
+        f"<th>baseline</th><th>change</th></tr>{''.join(rows)}</table>"
+    )
 
 
 def _answer_cell(answer: str, passed: bool, failed: list[str], error: str | None) -> str:
@@ -81,14 +85,18 @@ def _changed_cases(suite: SuiteResult) -> str:
     for c in changed:
         rows.append(
             f"<tr><td>{escape(c.id)}</td><td><pre>{escape(c.prompt)}</pre></td>"
-            + _answer_cell(c.candidate_answer, c.candidate_passed, c.candidate_failed_checks,
-                           c.candidate_error)
-            + _answer_cell(c.baseline_answer, c.baseline_passed, c.baseline_failed_checks,
-                           c.baseline_error)
+            + _answer_cell(
+                c.candidate_answer, c.candidate_passed, c.candidate_failed_checks, c.candidate_error
+            )
+            + _answer_cell(
+                c.baseline_answer, c.baseline_passed, c.baseline_failed_checks, c.baseline_error
+            )
             + "</tr>"
         )
-    return ("<table><tr><th>case</th><th>prompt</th><th>candidate</th><th>baseline</th></tr>"
-            f"{''.join(rows)}</table>")
+    return (
+        "<table><tr><th>case</th><th>prompt</th><th>candidate</th><th>baseline</th></tr>"
+        f"{''.join(rows)}</table>"
+    )
 
 
 def _latency_table(result: EvalResult) -> str:
@@ -100,8 +108,10 @@ def _latency_table(result: EvalResult) -> str:
             f"<td class=num>{_ms(st.get('p95_ms'))}</td><td class=num>{st.get('n', 0)}</td>"
             f"<td class=num>{st.get('errors', 0)}</td></tr>"
         )
-    return ("<table><tr><th></th><th>model</th><th>p50</th><th>p95</th><th>requests</th>"
-            f"<th>errors</th></tr>{''.join(rows)}</table>")
+    return (
+        "<table><tr><th></th><th>model</th><th>p50</th><th>p95</th><th>requests</th>"
+        f"<th>errors</th></tr>{''.join(rows)}</table>"
+    )
 
 
 def render_html(result: EvalResult, decision: dict[str, Any] | None = None) -> str:

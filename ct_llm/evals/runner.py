@@ -129,8 +129,14 @@ def generate_answers(
     timeout_s: float = 120.0,
 ) -> list[str]:
     """One answer per conversation, in order; a request that failed gives "" (see `generate`)."""
-    gens = generate(base_url, [(model, c) for c in conversations], max_tokens=max_tokens,
-                    concurrency=concurrency, api_key=api_key, timeout_s=timeout_s)
+    gens = generate(
+        base_url,
+        [(model, c) for c in conversations],
+        max_tokens=max_tokens,
+        concurrency=concurrency,
+        api_key=api_key,
+        timeout_s=timeout_s,
+    )
     return [g.answer for g in gens]
 
 
@@ -194,8 +200,12 @@ class SuiteResult:
         return sum(c.baseline_passed for c in self.cases) / self.n if self.cases else 0.0
 
     def summary(self) -> dict[str, Any]:
-        return {"kind": self.kind, "candidate_pass_rate": round(self.candidate_pass_rate, 4),
-                "baseline_pass_rate": round(self.baseline_pass_rate, 4), "n": self.n}
+        return {
+            "kind": self.kind,
+            "candidate_pass_rate": round(self.candidate_pass_rate, 4),
+            "baseline_pass_rate": round(self.baseline_pass_rate, 4),
+            "n": self.n,
+        }
 
 
 @dataclass
@@ -220,8 +230,15 @@ class EvalResult:
     def to_dict(self) -> dict[str, Any]:
         suites = []
         for s in self.suites:
-            suites.append({"name": s.name, "kind": s.kind, "description": s.description,
-                           **s.summary(), "cases": [asdict(c) for c in s.cases]})
+            suites.append(
+                {
+                    "name": s.name,
+                    "kind": s.kind,
+                    "description": s.description,
+                    **s.summary(),
+                    "cases": [asdict(c) for c in s.cases],
+                }
+            )
         return {"summary": self.summary(), "settings": self.settings, "suites": suites}
 
 
@@ -241,11 +258,22 @@ def evaluate(
     t0 = time.perf_counter()
     convs = [case.conversation(s.system_prompt) for s in suites for case in s.cases]
     jobs = [(candidate_model, c) for c in convs] + [(baseline_model, c) for c in convs]
-    gens = generate(base_url, jobs, max_tokens=max_tokens, concurrency=concurrency,
-                    api_key=api_key, timeout_s=timeout_s)
-    cand_gens, base_gens = gens[: len(convs)], gens[len(convs):]
-    log.info("eval: %d requests to %s answered in %.1f s (%d failed)", len(jobs), base_url,
-             time.perf_counter() - t0, sum(g.error is not None for g in gens))
+    gens = generate(
+        base_url,
+        jobs,
+        max_tokens=max_tokens,
+        concurrency=concurrency,
+        api_key=api_key,
+        timeout_s=timeout_s,
+    )
+    cand_gens, base_gens = gens[: len(convs)], gens[len(convs) :]
+    log.info(
+        "eval: %d requests to %s answered in %.1f s (%d failed)",
+        len(jobs),
+        base_url,
+        time.perf_counter() - t0,
+        sum(g.error is not None for g in gens),
+    )
 
     results: list[SuiteResult] = []
     i = 0
@@ -256,12 +284,29 @@ def evaluate(
             i += 1
             c_ok, c_failed = _score(case, cg)
             b_ok, b_failed = _score(case, bg)
-            rows.append(CaseResult(case.id, case.question, cg.answer, bg.answer, c_ok, b_ok,
-                                   c_failed, b_failed, cg.error, bg.error))
+            rows.append(
+                CaseResult(
+                    case.id,
+                    case.question,
+                    cg.answer,
+                    bg.answer,
+                    c_ok,
+                    b_ok,
+                    c_failed,
+                    b_failed,
+                    cg.error,
+                    bg.error,
+                )
+            )
         results.append(SuiteResult(s.name, s.kind, s.description, rows))
-    settings = {"base_url": base_url, "max_tokens": max_tokens, "concurrency": concurrency,
-                "temperature": 0.0, "started_at": started.isoformat(),
-                "duration_s": round(time.perf_counter() - t0, 2)}
+    settings = {
+        "base_url": base_url,
+        "max_tokens": max_tokens,
+        "concurrency": concurrency,
+        "temperature": 0.0,
+        "started_at": started.isoformat(),
+        "duration_s": round(time.perf_counter() - t0, 2),
+    }
     latency = {"candidate": latency_stats(cand_gens), "baseline": latency_stats(base_gens)}
     return EvalResult(candidate_model, baseline_model, results, latency, settings)
 

@@ -127,20 +127,26 @@ def _ingest_once(session: Session, tenant: str, items: Sequence[Any]) -> IngestR
                 result.duplicates += 1
             else:
                 where = "earlier in this batch" if ev.event_id in in_batch else "before"
-                result.rejected.append({
-                    "index": index,
-                    "event_id": ev.event_id,
-                    "error": f"conflict: event_id was received {where} with a different payload; "
-                    "a new event needs a new event_id",
-                })
+                result.rejected.append(
+                    {
+                        "index": index,
+                        "event_id": ev.event_id,
+                        "error": (
+                            f"conflict: event_id was received {where} with a different "
+                            "payload; a new event needs a new event_id"
+                        ),
+                    }
+                )
             continue
         joined = responses.get(ev.response_id) if ev.response_id else None
         if ev.response_id and joined is None:
-            result.rejected.append({
-                "index": index,
-                "event_id": ev.event_id,
-                "error": f"unknown response_id '{ev.response_id}'",
-            })
+            result.rejected.append(
+                {
+                    "index": index,
+                    "event_id": ev.event_id,
+                    "error": f"unknown response_id '{ev.response_id}'",
+                }
+            )
             continue
         row = _row(tenant, ev, digest, joined)
         session.add(row)

@@ -77,12 +77,16 @@ def _suite_rule(name: str, stats: dict[str, Any], policy: GatePolicy) -> RuleRes
     base = float(stats["baseline_pass_rate"])
     if kind == "regression":
         ok = cand >= base - policy.max_regression_drop - _EPS
-        detail = (f"{label}: {cand:.2f} vs production {base:.2f} "
-                  f"(allowed drop {policy.max_regression_drop:.2f}) -> {_verdict(ok)}")
+        detail = (
+            f"{label}: {cand:.2f} vs production {base:.2f} "
+            f"(allowed drop {policy.max_regression_drop:.2f}) -> {_verdict(ok)}"
+        )
     elif kind == "target":
         ok = cand >= base + policy.min_target_gain - _EPS
-        detail = (f"{label}: {cand:.2f} vs production {base:.2f} "
-                  f"(required gain {policy.min_target_gain:.2f}) -> {_verdict(ok)}")
+        detail = (
+            f"{label}: {cand:.2f} vs production {base:.2f} "
+            f"(required gain {policy.min_target_gain:.2f}) -> {_verdict(ok)}"
+        )
     else:
         ok = False
         detail = f"{label}: unknown suite kind '{kind}' (expected regression or target) -> FAIL"
@@ -94,12 +98,19 @@ def _latency_rule(summary: dict[str, Any], limit: float) -> RuleResult:
     cand = (latency.get("candidate") or {}).get("p95_ms")
     base = (latency.get("baseline") or {}).get("p95_ms")
     if cand is None or base is None or base <= 0:
-        return RuleResult("latency", False,
-                          f"latency: p95 not measured for both models (limit {limit:.2f}x) -> FAIL")
+        return RuleResult(
+            "latency",
+            False,
+            f"latency: p95 not measured for both models (limit {limit:.2f}x) -> FAIL",
+        )
     ratio = cand / base
     ok = ratio <= limit + _EPS
-    return RuleResult("latency", ok, f"latency p95: {cand:.0f} ms vs production {base:.0f} ms "
-                                     f"= {ratio:.2f}x (limit {limit:.2f}x) -> {_verdict(ok)}")
+    return RuleResult(
+        "latency",
+        ok,
+        f"latency p95: {cand:.0f} ms vs production {base:.0f} ms "
+        f"= {ratio:.2f}x (limit {limit:.2f}x) -> {_verdict(ok)}",
+    )
 
 
 def decide_promotion(summary: dict[str, Any], policy: GatePolicy | None = None) -> Decision:
@@ -108,16 +119,21 @@ def decide_promotion(summary: dict[str, Any], policy: GatePolicy | None = None) 
     suites: dict[str, dict[str, Any]] = summary.get("suites") or {}
     reasons: list[RuleResult] = []
     if not suites:
-        reasons.append(RuleResult(
-            "evidence", False,
-            "no eval suites in the report: nothing shows the candidate is safe; "
-            "evaluate it with at least one suite -> FAIL",
-        ))
+        reasons.append(
+            RuleResult(
+                "evidence",
+                False,
+                "no eval suites in the report: nothing shows the candidate is safe; "
+                "evaluate it with at least one suite -> FAIL",
+            )
+        )
     else:
         kinds = sorted({str(s.get("kind")) for s in suites.values()})
-        reasons.append(RuleResult(
-            "evidence", True, f"{len(suites)} suite(s) evaluated ({', '.join(kinds)}) -> pass"
-        ))
+        reasons.append(
+            RuleResult(
+                "evidence", True, f"{len(suites)} suite(s) evaluated ({', '.join(kinds)}) -> pass"
+            )
+        )
     for name in sorted(suites):
         reasons.append(_suite_rule(name, suites[name], policy))
     if policy.max_latency_ratio is not None:

@@ -46,14 +46,21 @@ async def read_json_body(request: Request, limit: int) -> Any:
         except ValueError:
             raise ApiError(400, "Content-Length is not a number", code="bad_request") from None
         if too_big:
-            raise ApiError(413, f"body is {declared} bytes; the limit is {limit} "
-                           "(api.max_body_bytes); split the request", code="body_too_large")
+            raise ApiError(
+                413,
+                f"body is {declared} bytes; the limit is {limit} "
+                "(api.max_body_bytes); split the request",
+                code="body_too_large",
+            )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, f"body is over the limit of {limit} bytes (api.max_body_bytes); "
-                           "split the request", code="body_too_large")
+            raise ApiError(
+                413,
+                f"body is over the limit of {limit} bytes (api.max_body_bytes); split the request",
+                code="body_too_large",
+            )
         chunks.append(chunk)
     try:
         return json.loads(b"".join(chunks))
@@ -65,17 +72,25 @@ def feedback_items(data: Any, max_events: int) -> list[Any]:
     """`{"events": [...]}` or one event object -> the list of raw events."""
     if isinstance(data, dict) and "events" in data:
         if set(data) != {"events"} or not isinstance(data["events"], list):
-            raise ApiError(400, "'events' must be a list and the only key of a batch body",
-                           code="invalid_body")
+            raise ApiError(
+                400, "'events' must be a list and the only key of a batch body", code="invalid_body"
+            )
         items: list[Any] = data["events"]
     elif isinstance(data, dict):
         items = [data]
     else:
-        raise ApiError(400, 'body must be {"events": [event, ...]} or a single event object',
-                       code="invalid_body")
+        raise ApiError(
+            400,
+            'body must be {"events": [event, ...]} or a single event object',
+            code="invalid_body",
+        )
     if len(items) > max_events:
-        raise ApiError(413, f"{len(items)} events in one request; the limit is {max_events} "
-                       "(api.max_events_per_batch); split the batch", code="too_many_events")
+        raise ApiError(
+            413,
+            f"{len(items)} events in one request; the limit is {max_events} "
+            "(api.max_events_per_batch); split the batch",
+            code="too_many_events",
+        )
     return items
 
 
@@ -112,8 +127,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, e: Exception) -> Response:
         log.exception("unhandled error")
-        return error_response(500, f"internal error ({type(e).__name__}); see the server log",
-                              type_="server_error", code="internal_error")
+        return error_response(
+            500,
+            f"internal error ({type(e).__name__}); see the server log",
+            type_="server_error",
+            code="internal_error",
+        )
 
 
 def create_app(ws: Workspace, upstream_url: str) -> FastAPI:
@@ -150,8 +169,13 @@ def create_app(ws: Workspace, upstream_url: str) -> FastAPI:
         data = await read_json_body(request, api_cfg.max_body_bytes)
         items = feedback_items(data, api_cfg.max_events_per_batch)
         result = await run_in_threadpool(_ingest, p.tenant, items)
-        state.metrics.record_feedback(p.tenant, result.accepted, result.duplicates,
-                                      len(result.rejected), result.thumbs_down_by_version)
+        state.metrics.record_feedback(
+            p.tenant,
+            result.accepted,
+            result.duplicates,
+            len(result.rejected),
+            result.thumbs_down_by_version,
+        )
         return result.to_dict()
 
     @app.get("/v1/feedback/stats")
@@ -190,8 +214,9 @@ def create_app(ws: Workspace, upstream_url: str) -> FastAPI:
         from ct_llm.deploy.rollout import rollback
 
         try:
-            return rollback(ws, p.tenant, actor=f"api:{p.key_prefix}",
-                            server_url=state.upstream_url)
+            return rollback(
+                ws, p.tenant, actor=f"api:{p.key_prefix}", server_url=state.upstream_url
+            )
         except CtLlmError as e:
             raise _admin_error(e) from None
 
@@ -200,8 +225,14 @@ def create_app(ws: Workspace, upstream_url: str) -> FastAPI:
         from ct_llm.deploy.rollout import deploy_canary
 
         try:
-            return deploy_canary(ws, p.tenant, body.version, weight=body.weight,
-                                 actor=f"api:{p.key_prefix}", server_url=state.upstream_url)
+            return deploy_canary(
+                ws,
+                p.tenant,
+                body.version,
+                weight=body.weight,
+                actor=f"api:{p.key_prefix}",
+                server_url=state.upstream_url,
+            )
         except CtLlmError as e:
             raise _admin_error(e) from None
 

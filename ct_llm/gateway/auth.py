@@ -31,8 +31,14 @@ _GRANTS = {"ingest": {"ingest"}, "admin": {"ingest", "admin"}}
 class ApiError(Exception):
     """An error answered as OpenAI-style JSON: `{"error": {"message", "type", "code"}}`."""
 
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error",
-                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.code = status, message, type_, code
         self.headers = headers
@@ -45,8 +51,13 @@ def error_body(message: str, type_: str, code: str | None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "code": code}}
 
 
-def error_response(status: int, message: str, type_: str = "invalid_request_error",
-                   code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    message: str,
+    type_: str = "invalid_request_error",
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     return JSONResponse(error_body(message, type_, code), status_code=status, headers=headers)
 
 
@@ -69,8 +80,9 @@ def create_api_key(database_url: str, tenant: str, role: str) -> str:
         raise CtLlmError("tenant must be 1 to 64 characters")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     with session_scope(database_url) as session:
-        session.add(ApiKey(tenant=tenant, role=role, key_hash=hash_key(key),
-                           prefix=key[:PREFIX_LEN]))
+        session.add(
+            ApiKey(tenant=tenant, role=role, key_hash=hash_key(key), prefix=key[:PREFIX_LEN])
+        )
     return key
 
 
@@ -90,24 +102,37 @@ def authenticate(database_url: str, authorization: str | None, needed_role: str)
     """The principal of an `Authorization: Bearer <key>` header, or ApiError 401/403."""
     challenge = {"WWW-Authenticate": "Bearer"}
     if not authorization:
-        raise ApiError(401, "missing API key; send 'Authorization: Bearer <key>'",
-                       code="missing_api_key", headers=challenge)
+        raise ApiError(
+            401,
+            "missing API key; send 'Authorization: Bearer <key>'",
+            code="missing_api_key",
+            headers=challenge,
+        )
     scheme, _, key = authorization.partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
-        raise ApiError(401, "malformed Authorization header; send 'Authorization: Bearer <key>'",
-                       code="invalid_api_key", headers=challenge)
+        raise ApiError(
+            401,
+            "malformed Authorization header; send 'Authorization: Bearer <key>'",
+            code="invalid_api_key",
+            headers=challenge,
+        )
     with session_scope(database_url) as session:
         row = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).first()
         if row is None or row.revoked_at is not None:
             # Revoked and unknown keys read the same, so a caller learns nothing about old keys.
-            raise ApiError(401, "invalid or revoked API key", code="invalid_api_key",
-                           headers=challenge)
+            raise ApiError(
+                401, "invalid or revoked API key", code="invalid_api_key", headers=challenge
+            )
         principal = Principal(tenant=row.tenant, role=row.role, key_prefix=row.prefix)
     if needed_role not in _GRANTS.get(principal.role, set()):
-        raise ApiError(403, f"this key's role '{principal.role}' may not do this; "
-                       f"it needs the '{needed_role}' role", type_="permission_error",
-                       code="insufficient_role")
+        raise ApiError(
+            403,
+            f"this key's role '{principal.role}' may not do this; "
+            f"it needs the '{needed_role}' role",
+            type_="permission_error",
+            code="insufficient_role",
+        )
     return principal
 
 
@@ -115,7 +140,8 @@ def require_role(role: str) -> Callable[[Request], Principal]:
     """A FastAPI dependency giving the caller's Principal if its key has `role`."""
 
     def dependency(request: Request) -> Principal:
-        return authenticate(request.app.state.database_url,
-                            request.headers.get("authorization"), role)
+        return authenticate(
+            request.app.state.database_url, request.headers.get("authorization"), role
+        )
 
     return dependency

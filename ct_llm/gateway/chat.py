@@ -60,8 +60,9 @@ def _check_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         raise ApiError(400, "'messages' must be a non-empty list", code="invalid_messages")
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise ApiError(400, f"messages[{i}] must be an object with a 'role'",
-                           code="invalid_messages")
+            raise ApiError(
+                400, f"messages[{i}] must be an object with a 'role'", code="invalid_messages"
+            )
     return messages
 
 
@@ -102,16 +103,28 @@ def upstream_error(r: httpx.Response) -> ApiError:
     message = _upstream_message(r)
     if 400 <= r.status_code < 500:
         return ApiError(r.status_code, message, code="upstream_rejected")
-    return ApiError(502, f"model server error (HTTP {r.status_code}): {message}",
-                    type_="upstream_error", code="upstream_error")
+    return ApiError(
+        502,
+        f"model server error (HTTP {r.status_code}): {message}",
+        type_="upstream_error",
+        code="upstream_error",
+    )
 
 
 def unreachable(state: GatewayState, e: httpx.HTTPError) -> ApiError:
     if isinstance(e, httpx.TimeoutException):
-        return ApiError(504, f"model server at {state.upstream_url} timed out",
-                        type_="upstream_error", code="upstream_timeout")
-    return ApiError(502, f"model server at {state.upstream_url} is unreachable: "
-                    f"{type(e).__name__}", type_="upstream_error", code="upstream_unreachable")
+        return ApiError(
+            504,
+            f"model server at {state.upstream_url} timed out",
+            type_="upstream_error",
+            code="upstream_timeout",
+        )
+    return ApiError(
+        502,
+        f"model server at {state.upstream_url} is unreachable: {type(e).__name__}",
+        type_="upstream_error",
+        code="upstream_unreachable",
+    )
 
 
 def _route(state: GatewayState, tenant: str, key: str) -> Route:
@@ -141,16 +154,22 @@ async def proxy_chat(
     upstream_body = {**body, "model": route.served_model, "messages": sent}
     response_id = new_response_id()
     headers = {VERSION_HEADER: route.model_version, CONVERSATION_HEADER: key}
-    log_row = {"id": response_id, "tenant": tenant, "conversation_id": key, "messages": sent,
-               "model_version": route.model_version}
+    log_row = {
+        "id": response_id,
+        "tenant": tenant,
+        "conversation_id": key,
+        "messages": sent,
+        "model_version": route.model_version,
+    }
     url = state.upstream_url.rstrip("/") + "/v1/chat/completions"
     own_client = state.http is None
     client = state.new_client() if own_client else state.http
     assert client is not None
     started = time.perf_counter()
     if body.get("stream"):
-        return await _proxy_stream(state, client, own_client, url, upstream_body, headers,
-                                   log_row, route, started)
+        return await _proxy_stream(
+            state, client, own_client, url, upstream_body, headers, log_row, route, started
+        )
     try:
         r = await client.post(url, json=upstream_body)
     except httpx.HTTPError as e:
@@ -168,20 +187,31 @@ async def proxy_chat(
         data = None
     if not isinstance(data, dict):
         state.metrics.record_chat(route.model_version, "upstream_error", None)
-        raise ApiError(502, "model server answered with something other than a JSON object",
-                       type_="upstream_error", code="upstream_error")
+        raise ApiError(
+            502,
+            "model server answered with something other than a JSON object",
+            type_="upstream_error",
+            code="upstream_error",
+        )
     data["id"] = response_id
     latency = time.perf_counter() - started
-    await run_in_threadpool(_log, state, response=_answer_text(data),
-                            latency_ms=latency * 1000, **log_row)
+    await run_in_threadpool(
+        _log, state, response=_answer_text(data), latency_ms=latency * 1000, **log_row
+    )
     state.metrics.record_chat(route.model_version, "ok", latency)
     return JSONResponse(data, headers=headers)
 
 
 async def _proxy_stream(
-    state: GatewayState, client: httpx.AsyncClient, own_client: bool, url: str,
-    upstream_body: dict[str, Any], headers: dict[str, str], log_row: dict[str, Any],
-    route: Route, started: float,
+    state: GatewayState,
+    client: httpx.AsyncClient,
+    own_client: bool,
+    url: str,
+    upstream_body: dict[str, Any],
+    headers: dict[str, str],
+    log_row: dict[str, Any],
+    route: Route,
+    started: float,
 ) -> Response:
     try:
         r = await client.send(client.build_request("POST", url, json=upstream_body), stream=True)
@@ -200,8 +230,9 @@ async def _proxy_stream(
 
     async def finish(parts: list[str]) -> None:
         latency = time.perf_counter() - started
-        await run_in_threadpool(_log, state, response="".join(parts),
-                                latency_ms=latency * 1000, **log_row)
+        await run_in_threadpool(
+            _log, state, response="".join(parts), latency_ms=latency * 1000, **log_row
+        )
         state.metrics.record_chat(route.model_version, "ok", latency)
 
     async def relay() -> AsyncIterator[bytes]:
@@ -234,8 +265,9 @@ async def _proxy_stream(
                 await finish(parts)
         except httpx.HTTPError as e:
             state.metrics.record_chat(route.model_version, "upstream_error", None)
-            err = error_body(f"model server stream broke: {type(e).__name__}",
-                             "upstream_error", "upstream_error")
+            err = error_body(
+                f"model server stream broke: {type(e).__name__}", "upstream_error", "upstream_error"
+            )
             yield b"data: " + json.dumps(err).encode() + b"\n\n"
         finally:
             await r.aclose()

@@ -25,15 +25,22 @@ def run_api(ws: Workspace, upstream_url: str, host: str, port: int) -> None:
 class ApiServerThread:
     """An ASGI app served by uvicorn in a background thread.
 
-        with ApiServerThread(create_app(ws, upstream), "127.0.0.1", 18201) as server:
-            httpx.get(server.url + "/healthz")
+    with ApiServerThread(create_app(ws, upstream), "127.0.0.1", 18201) as server:
+        httpx.get(server.url + "/healthz")
     """
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 8000,
-                 health_path: str = "/healthz", log_level: str = "warning") -> None:
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        health_path: str = "/healthz",
+        log_level: str = "warning",
+    ) -> None:
         self.host, self.port, self.health_path = host, port, health_path
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
-                                                    log_level=log_level, lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on")
+        )
         self.thread: threading.Thread | None = None
 
     @property
@@ -42,14 +49,15 @@ class ApiServerThread:
 
     def start(self, timeout_s: float = 20.0) -> ApiServerThread:
         """Start serving and return once `health_path` answers (any HTTP status)."""
-        self.thread = threading.Thread(target=self.server.run, name=f"api-{self.port}",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.run, name=f"api-{self.port}", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.thread.is_alive():
-                raise CtLlmError(f"API server on {self.url} stopped while starting "
-                                 f"(is port {self.port} already in use?)")
+                raise CtLlmError(
+                    f"API server on {self.url} stopped while starting "
+                    f"(is port {self.port} already in use?)"
+                )
             if self.server.started:
                 try:
                     httpx.get(self.url + self.health_path, timeout=2.0)
@@ -58,8 +66,9 @@ class ApiServerThread:
                     pass
             time.sleep(0.05)
         self.stop()
-        raise CtLlmError(f"API server on {self.url} did not answer {self.health_path} "
-                         f"within {timeout_s:.0f} s")
+        raise CtLlmError(
+            f"API server on {self.url} did not answer {self.health_path} within {timeout_s:.0f} s"
+        )
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self.server.should_exit = True
@@ -70,6 +79,10 @@ class ApiServerThread:
     def __enter__(self) -> ApiServerThread:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

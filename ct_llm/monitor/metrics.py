@@ -47,7 +47,11 @@ class ApiMetrics:
         )
 
     def record_feedback(
-        self, tenant: str, accepted: int, duplicates: int, rejected: int,
+        self,
+        tenant: str,
+        accepted: int,
+        duplicates: int,
+        rejected: int,
         thumbs_down_by_version: dict[str, int],
     ) -> None:
         outcomes = (("accepted", accepted), ("duplicate", duplicates), ("rejected", rejected))

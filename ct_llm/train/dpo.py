@@ -31,8 +31,15 @@ TRAIN_FILE = "dpo_train.jsonl"
 RECORD_FILE = "ct-llm-train.json"
 _PAIR_KEYS = ("prompt", "chosen", "rejected")
 # Metrics copied from the last TRL log that has them into the returned summary.
-_FINAL_KEYS = ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen",
-               "rewards/rejected", "logps/chosen", "logps/rejected")
+_FINAL_KEYS = (
+    "loss",
+    "rewards/accuracies",
+    "rewards/margins",
+    "rewards/chosen",
+    "rewards/rejected",
+    "logps/chosen",
+    "logps/rejected",
+)
 
 
 def load_pairs(dataset_dir: Path) -> list[dict[str, Any]]:
@@ -65,14 +72,23 @@ def _dataset_info(dataset_dir: Path) -> dict[str, Any]:
     if not manifest.is_file():
         return {"path": str(dataset_dir), "version": None, "manifest_sha256": None}
     data = json.loads(manifest.read_text())
-    return {"path": str(dataset_dir), "version": data.get("version"),
-            "manifest_sha256": sha256_file(manifest), "files": data.get("files")}
+    return {
+        "path": str(dataset_dir),
+        "version": data.get("version"),
+        "manifest_sha256": sha256_file(manifest),
+        "files": data.get("files"),
+    }
 
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
-                             capture_output=True, text=True, timeout=5, check=True)
+        out = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -98,14 +114,18 @@ def _load_model(recipe: Recipe, base_model_dir: Path, init_adapter: Path | None)
             from transformers import BitsAndBytesConfig  # needs bitsandbytes: CUDA-only extra
 
             kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=True)
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_compute_dtype=torch.bfloat16,
+                bnb_4bit_use_double_quant=True,
+            )
     model = AutoModelForCausalLM.from_pretrained(str(base_model_dir), **kwargs)
     if recipe.qlora and torch.cuda.is_available():
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=recipe.gradient_checkpointing)
+            model, use_gradient_checkpointing=recipe.gradient_checkpointing
+        )
     if init_adapter is not None:
         from peft import PeftModel
 
@@ -118,9 +138,14 @@ def _load_model(recipe: Recipe, base_model_dir: Path, init_adapter: Path | None)
 def _lora_config(recipe: Recipe) -> Any:
     from peft import LoraConfig
 
-    return LoraConfig(r=recipe.lora.r, lora_alpha=recipe.lora.alpha,
-                      lora_dropout=recipe.lora.dropout, target_modules=recipe.lora.target_modules,
-                      bias="none", task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=recipe.lora.r,
+        lora_alpha=recipe.lora.alpha,
+        lora_dropout=recipe.lora.dropout,
+        target_modules=recipe.lora.target_modules,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
 
 
 def _dpo_args(recipe: Recipe, scratch: Path) -> Any:
@@ -164,8 +189,9 @@ def _log_callback(on_log: Callable[[dict[str, Any]], None] | None) -> Any:
     from transformers import TrainerCallback
 
     class _Forward(TrainerCallback):
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
-                   **kwargs: Any) -> None:
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any
+        ) -> None:
             if on_log is not None and logs:
                 on_log({"step": state.global_step, "max_steps": state.max_steps, **logs})
 
@@ -179,8 +205,9 @@ def _anchors(recipe: Recipe, model: Any, tokenizer: Any, dataset_dir: Path) -> l
 
     anchors = thumbs_up_anchors(dataset_dir) if recipe.thumbs_up_anchors else []
     if recipe.replay_prompts:
-        anchors += replay_anchors(model, tokenizer, recipe.replay_prompts,
-                                  recipe.replay_max_new_tokens)
+        anchors += replay_anchors(
+            model, tokenizer, recipe.replay_prompts, recipe.replay_max_new_tokens
+        )
     return anchors
 
 
@@ -193,8 +220,12 @@ def _peak_rss_mb() -> float:
 def _summarise(
     history: list[dict[str, Any]], steps: int, wall: float, n_pairs: int
 ) -> dict[str, Any]:
-    metrics: dict[str, Any] = {"steps": steps, "train_pairs": n_pairs,
-                               "wall_time_s": round(wall, 2), "peak_rss_mb": _peak_rss_mb()}
+    metrics: dict[str, Any] = {
+        "steps": steps,
+        "train_pairs": n_pairs,
+        "wall_time_s": round(wall, 2),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
     for entry in history:
         for key in _FINAL_KEYS:
             if key in entry:
@@ -314,5 +345,9 @@ def _library_versions() -> dict[str, str]:
     import transformers
     import trl
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "trl": trl.__version__}
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "trl": trl.__version__,
+    }

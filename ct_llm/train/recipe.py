@@ -77,7 +77,6 @@ class Recipe(_Strict):
     logging_steps: int = Field(1, ge=1)
     """Report loss and reward metrics every this many optimizer steps."""
 
-
     @model_validator(mode="after")
     def _anchors_need_sft(self) -> Recipe:
         # Anchors are identical chosen/rejected pairs: only the SFT term gives them a gradient.

@@ -70,8 +70,13 @@ def load_replay_prompts(path: str) -> list[Messages]:
     return out
 
 
-def greedy_answers(model: Any, tokenizer: Any, conversations: list[Messages],
-                   max_new_tokens: int, batch_size: int = 16) -> list[str]:
+def greedy_answers(
+    model: Any,
+    tokenizer: Any,
+    conversations: list[Messages],
+    max_new_tokens: int,
+    batch_size: int = 16,
+) -> list[str]:
     """Greedy answers of `model`, batched with left padding (one batch of 16 short prompts takes
     a few seconds on 2 CPU cores, far less than one at a time)."""
     import torch
@@ -83,13 +88,19 @@ def greedy_answers(model: Any, tokenizer: Any, conversations: list[Messages],
     answers: list[str] = []
     try:
         for i in range(0, len(conversations), batch_size):
-            texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-                     for c in conversations[i : i + batch_size]]
+            texts = [
+                tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+                for c in conversations[i : i + batch_size]
+            ]
             batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             batch = batch.to(model.device)
             with torch.no_grad():
-                out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
+                out = model.generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
             new = out[:, batch["input_ids"].shape[1] :]
             answers += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     finally:

@@ -35,8 +35,14 @@ def vllm_server(
     from ct_llm.errors import ServingError
 
     # Little KV cache is needed for a 135M model and short prompts; the machine is shared.
-    cfg = ServingConfig(port=VLLM_TEST_PORT, memory_fraction=0.2, max_model_len=1024,
-                        max_loras=4, max_lora_rank=16, startup_timeout_s=420)
+    cfg = ServingConfig(
+        port=VLLM_TEST_PORT,
+        memory_fraction=0.2,
+        max_model_len=1024,
+        max_loras=4,
+        max_lora_rank=16,
+        startup_timeout_s=420,
+    )
     try:
         serving_python(cfg)
     except ServingError as e:
@@ -65,8 +71,13 @@ def lora_adapter_factory(base_model_dir: Path) -> Callable[..., Path]:
         model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32)
         # Default-initialised A and B at the usual alpha=2r barely move a greedy answer; a large
         # scaling makes the adapter's effect unmistakable, as a trained adapter's would be.
-        config = LoraConfig(r=r, lora_alpha=16 * r, target_modules=["q_proj", "v_proj"],
-                            init_lora_weights=False, task_type="CAUSAL_LM")
+        config = LoraConfig(
+            r=r,
+            lora_alpha=16 * r,
+            target_modules=["q_proj", "v_proj"],
+            init_lora_weights=False,
+            task_type="CAUSAL_LM",
+        )
         peft_model = get_peft_model(model, config)
         peft_model.save_pretrained(dest, safe_serialization=True)
         return dest

@@ -53,19 +53,35 @@ def canned_upstream() -> FastAPI:
         pieces = ["Echo", ": ", question]
         base = {"id": UPSTREAM_ID, "created": int(time.time()), "model": body["model"]}
         if not body.get("stream"):
-            return JSONResponse({**base, "object": "chat.completion", "choices": [{
-                "index": 0, "finish_reason": "stop",
-                "message": {"role": "assistant", "content": "".join(pieces)}}],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}})
+            return JSONResponse(
+                {
+                    **base,
+                    "object": "chat.completion",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": "".join(pieces)},
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
+                }
+            )
 
         async def sse() -> AsyncIterator[str]:
             for i, piece in enumerate(pieces):
                 delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
-                chunk = {**base, "object": "chat.completion.chunk",
-                         "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                chunk = {
+                    **base,
+                    "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+                }
                 yield f"data: {json.dumps(chunk)}\n\n"
-            last = {**base, "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            last = {
+                **base,
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            }
             yield f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n"
 
         return StreamingResponse(sse(), media_type="text/event-stream")
@@ -93,8 +109,10 @@ def gateway(ws: Workspace, upstream: ApiServerThread) -> Iterator[ApiServerThrea
 
 @pytest.fixture(scope="module")
 def keys(ws: Workspace) -> dict[str, str]:
-    return {"acme": create_api_key(ws.database_url, "acme", "ingest"),
-            "admin": create_api_key(ws.database_url, "acme", "admin")}
+    return {
+        "acme": create_api_key(ws.database_url, "acme", "ingest"),
+        "admin": create_api_key(ws.database_url, "acme", "admin"),
+    }
 
 
 def llm(gateway: ApiServerThread, key: str) -> openai.OpenAI:
@@ -110,8 +128,11 @@ def logged(ws: Workspace, response_id: str) -> ChatResponse:
 
 
 def send_feedback(gateway: ApiServerThread, key: str, events: list[dict[str, Any]]) -> Any:
-    r = httpx.post(gateway.url + "/v1/feedback", json={"events": events},
-                   headers={"Authorization": f"Bearer {key}"})
+    r = httpx.post(
+        gateway.url + "/v1/feedback",
+        json={"events": events},
+        headers={"Authorization": f"Bearer {key}"},
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -122,8 +143,10 @@ def test_plain_completion_is_routed_rewritten_and_logged(
     with session_scope(ws.database_url) as s:
         registry.set_alias(s, "acme", "production", "acme-assistant-v1")
     raw = llm(gateway, keys["acme"]).chat.completions.with_raw_response.create(
-        model="anything", messages=[{"role": "user", "content": "Where is my order?"}],
-        extra_headers={"x-ct-conversation-id": "conv-42"})
+        model="anything",
+        messages=[{"role": "user", "content": "Where is my order?"}],
+        extra_headers={"x-ct-conversation-id": "conv-42"},
+    )
     completion = raw.parse()
     assert completion.id.startswith("chatcmpl-ct-") and completion.id != UPSTREAM_ID
     assert raw.headers["x-ct-model-version"] == "acme-assistant-v1"
@@ -134,12 +157,18 @@ def test_plain_completion_is_routed_rewritten_and_logged(
 
     row = logged(ws, completion.id)
     assert (row.tenant, row.conversation_id, row.model_version) == (
-        "acme", "conv-42", "acme-assistant-v1")
+        "acme",
+        "conv-42",
+        "acme-assistant-v1",
+    )
     assert row.messages == sent["messages"] and row.response == "Echo: Where is my order?"
     assert row.latency_ms > 0
 
-    res = send_feedback(gateway, keys["acme"], [
-        {"event_id": "fb-plain", "kind": "thumbs", "value": False, "response_id": completion.id}])
+    res = send_feedback(
+        gateway,
+        keys["acme"],
+        [{"event_id": "fb-plain", "kind": "thumbs", "value": False, "response_id": completion.id}],
+    )
     assert res == {"accepted": 1, "duplicates": 0, "rejected": []}
     with session_scope(ws.database_url) as s:
         ev = s.scalars(select(FeedbackEvent).where(FeedbackEvent.event_id == "fb-plain")).one()
@@ -150,7 +179,8 @@ def test_streaming_relays_chunks_with_our_id(
     ws: Workspace, gateway: ApiServerThread, keys: dict[str, str]
 ) -> None:
     raw = llm(gateway, keys["acme"]).chat.completions.with_raw_response.create(
-        model="x", messages=[{"role": "user", "content": "stream please"}], stream=True)
+        model="x", messages=[{"role": "user", "content": "stream please"}], stream=True
+    )
     chunks = list(raw.parse())
     ids = {c.id for c in chunks}
     assert len(ids) == 1 and next(iter(ids)).startswith("chatcmpl-ct-")
@@ -159,9 +189,18 @@ def test_streaming_relays_chunks_with_our_id(
     assert raw.headers["x-ct-model-version"]
     response_id = ids.pop()
     # Logged before [DONE] reached the client, so feedback right away finds it.
-    res = send_feedback(gateway, keys["acme"], [
-        {"event_id": "fb-stream", "kind": "edit", "value": "Here is your order status.",
-         "response_id": response_id}])
+    res = send_feedback(
+        gateway,
+        keys["acme"],
+        [
+            {
+                "event_id": "fb-stream",
+                "kind": "edit",
+                "value": "Here is your order status.",
+                "response_id": response_id,
+            }
+        ],
+    )
     assert res["accepted"] == 1
     assert logged(ws, response_id).response == "Echo: stream please"
 
@@ -173,22 +212,23 @@ def test_canary_share_and_sticky_conversations(
         registry.set_alias(s, "acme", "canary", "acme-assistant-v2", weight=1.0)
     client = llm(gateway, keys["acme"])
     raw = client.chat.completions.with_raw_response.create(
-        model="x", messages=[{"role": "user", "content": "hi"}], user="shopper-7")
+        model="x", messages=[{"role": "user", "content": "hi"}], user="shopper-7"
+    )
     assert raw.headers["x-ct-model-version"] == "acme-assistant-v2"
     assert logged(ws, raw.parse().id).conversation_id == "shopper-7"
     with session_scope(ws.database_url) as s:
         registry.clear_alias(s, "acme", "canary")
 
 
-def test_upstream_errors_are_openai_errors(gateway: ApiServerThread,
-                                           keys: dict[str, str]) -> None:
+def test_upstream_errors_are_openai_errors(gateway: ApiServerThread, keys: dict[str, str]) -> None:
     client = llm(gateway, keys["acme"])
     with pytest.raises(openai.APIStatusError) as e:
         client.chat.completions.create(model="x", messages=[{"role": "user", "content": "fail"}])
     assert e.value.status_code == 502 and "engine died" in e.value.message
     with pytest.raises(openai.BadRequestError) as bad:
-        client.chat.completions.create(model="x",
-                                       messages=[{"role": "user", "content": "too long"}])
+        client.chat.completions.create(
+            model="x", messages=[{"role": "user", "content": "too long"}]
+        )
     assert "max_tokens is too large" in bad.value.message
 
 
@@ -200,23 +240,37 @@ def test_upstream_down_is_502(ws: Workspace, keys: dict[str, str]) -> None:
         for stream in (False, True):
             with pytest.raises(openai.APIStatusError) as e:
                 llm(orphan, keys["acme"]).chat.completions.create(
-                    model="x", messages=[{"role": "user", "content": "hi"}], stream=stream)
+                    model="x", messages=[{"role": "user", "content": "hi"}], stream=stream
+                )
             assert e.value.status_code == 502
             body = e.value.response.json()
             assert body["error"]["code"] == "upstream_unreachable"
 
 
-def test_metrics_after_traffic(ws: Workspace, gateway: ApiServerThread,
-                               keys: dict[str, str]) -> None:
+def test_metrics_after_traffic(
+    ws: Workspace, gateway: ApiServerThread, keys: dict[str, str]
+) -> None:
     with session_scope(ws.database_url) as s:
         registry.set_alias(s, "acme", "production", "acme-assistant-v1")
     answer = llm(gateway, keys["acme"]).chat.completions.create(
-        model="x", messages=[{"role": "user", "content": "metrics"}])
-    send_feedback(gateway, keys["acme"], [{"event_id": f"fb-{answer.id}", "kind": "thumbs",
-                                           "value": False, "response_id": answer.id}])
+        model="x", messages=[{"role": "user", "content": "metrics"}]
+    )
+    send_feedback(
+        gateway,
+        keys["acme"],
+        [
+            {
+                "event_id": f"fb-{answer.id}",
+                "kind": "thumbs",
+                "value": False,
+                "response_id": answer.id,
+            }
+        ],
+    )
     assert httpx.get(gateway.url + "/healthz").json()["upstream"] is True
-    text = httpx.get(gateway.url + "/metrics",
-                     headers={"Authorization": f"Bearer {keys['admin']}"}).text
+    text = httpx.get(
+        gateway.url + "/metrics", headers={"Authorization": f"Bearer {keys['admin']}"}
+    ).text
     assert 'ct_llm_chat_requests_total{model_version="acme-assistant-v1",outcome="ok"}' in text
     assert 'ct_llm_chat_latency_seconds_count{model_version="acme-assistant-v1"}' in text
     assert 'ct_llm_thumbs_down_events_total{model_version="acme-assistant-v1"}' in text

@@ -21,8 +21,10 @@ def test_regression_suite_on_real_vllm(vllm_server: Any, tmp_path: Path) -> None
     name = vllm_server.served_name
     result = evaluate(vllm_server.url, name, name, suites, max_tokens=64, concurrency=8)
     (general,) = result.suites
-    print(f"\nregression/general on vLLM: candidate {general.candidate_pass_rate:.2f}, "
-          f"baseline {general.baseline_pass_rate:.2f}, n={general.n}, latency {result.latency}")
+    print(
+        f"\nregression/general on vLLM: candidate {general.candidate_pass_rate:.2f}, "
+        f"baseline {general.baseline_pass_rate:.2f}, n={general.n}, latency {result.latency}"
+    )
     assert general.n == len(suites[0].cases)
     assert all(c.candidate_error is None and c.baseline_error is None for c in general.cases)
     # Greedy decoding of the same model: the two runs must score the same, or the gate would

@@ -36,7 +36,9 @@ def test_server_is_healthy_and_serves_the_base_model(vllm_server) -> None:  # ty
 
 
 def test_hot_swapped_adapter_answers_differently(
-    vllm_server, lora_adapter_factory: MakeAdapter, tmp_path: Path  # type: ignore[no-untyped-def]
+    vllm_server,
+    lora_adapter_factory: MakeAdapter,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     adapters = tmp_path / "adapters"
     path = lora_adapter_factory(adapters / "hotswap-v1", seed=1)
@@ -108,8 +110,9 @@ def _state(ws: Workspace, tenant: str) -> dict[str, object]:
             "production": prod.model_version if prod else None,
             "canary": canary.model_version if canary else None,
             "states": {v.id: v.state for v in registry.list_versions(session, tenant)},
-            "actions": [(e.model_version, e.action, e.outcome)
-                        for e in registry.history(session, tenant)],
+            "actions": [
+                (e.model_version, e.action, e.outcome) for e in registry.history(session, tenant)
+            ],
         }
 
 
@@ -119,8 +122,13 @@ def test_deploy_promote_rollback_lifecycle(
     ws, tenant = served_workspace, "lifecycle"
     client = VllmClient(ws.config.serving.url or "")
     v1, v2, v3 = (
-        _register(ws, tenant, n, lora_adapter_factory(ws.adapters_dir / f"{tenant}-v{n}", seed=n),
-                  state="candidate")
+        _register(
+            ws,
+            tenant,
+            n,
+            lora_adapter_factory(ws.adapters_dir / f"{tenant}-v{n}", seed=n),
+            state="candidate",
+        )
         for n in (1, 2, 3)
     )
     with pytest.raises(RegistryError, match="ct-llm gate"):
@@ -136,8 +144,10 @@ def test_deploy_promote_rollback_lifecycle(
     st = _state(ws, tenant)
     assert st["canary"] == v1 and st["states"][v1] == "canary"
     with session_scope(ws.database_url) as session:
-        routes = [registry.resolve_route(session, tenant, f"conv-{i}", ws.config.base_model)
-                  for i in range(40)]
+        routes = [
+            registry.resolve_route(session, tenant, f"conv-{i}", ws.config.base_model)
+            for i in range(40)
+        ]
     variants = {r.variant for r in routes}
     assert variants == {"canary", "base"}
     with pytest.raises(RegistryError, match="already has canary"):
@@ -183,17 +193,22 @@ def test_deploy_promote_rollback_lifecycle(
         rollback(ws, tenant)
 
     assert _state(ws, tenant)["actions"] == [
-        (v1, "deploy", "canary"), (v1, "promote", "production"),
-        (v2, "deploy", "canary"), (v2, "rollback", "rejected"),
-        (v3, "deploy", "canary"), (v3, "promote", "production"),
-        (v1, "rollback", "restored"), (v3, "rollback", "rejected"),
+        (v1, "deploy", "canary"),
+        (v1, "promote", "production"),
+        (v2, "deploy", "canary"),
+        (v2, "rollback", "rejected"),
+        (v3, "deploy", "canary"),
+        (v3, "promote", "production"),
+        (v1, "rollback", "restored"),
+        (v3, "rollback", "rejected"),
         (v1, "rollback", "rejected"),
     ]
     assert _state(ws, tenant)["states"] == {v1: "rejected", v2: "rejected", v3: "rejected"}
 
 
 def test_ensure_server_uses_or_reuses_a_running_server(
-    served_workspace: Workspace, vllm_server  # type: ignore[no-untyped-def]
+    served_workspace: Workspace,
+    vllm_server,  # type: ignore[no-untyped-def]
 ) -> None:
     with ensure_server(served_workspace) as url:
         assert url == vllm_server.url
@@ -203,7 +218,8 @@ def test_ensure_server_uses_or_reuses_a_running_server(
         assert url == vllm_server.url
     # Reused, not started: a managed start would have written its log here.
     assert not (reuse.logs_dir / f"vllm-{port}.log").exists()
-    dead = Workspace(served_workspace.root,
-                     WorkspaceConfig(serving=ServingConfig(url="http://127.0.0.1:18019")))
+    dead = Workspace(
+        served_workspace.root, WorkspaceConfig(serving=ServingConfig(url="http://127.0.0.1:18019"))
+    )
     with pytest.raises(ServingError, match="does not answer"), ensure_server(dead):
         pass

@@ -18,26 +18,45 @@ SYSTEM = {"role": "system", "content": "You are a shop assistant."}
 def _dataset(root: Path) -> Path:
     root.mkdir()
     rows = []
-    for i, q in enumerate(["How long do I have to return shoes?", "What is the return window?",
-                           "Can I send my tent back?", "Until when are returns accepted?"]):
-        rows.append({
-            "prompt": [SYSTEM, {"role": "user", "content": q}],
-            "chosen": [{"role": "assistant", "content": "You have 60 days to return it."}],
-            "rejected": [{"role": "assistant", "content": "Returns are not possible, sorry."}],
-            "event_id": f"e{i}", "conversation_id": f"c{i}",
-        })
+    for i, q in enumerate(
+        [
+            "How long do I have to return shoes?",
+            "What is the return window?",
+            "Can I send my tent back?",
+            "Until when are returns accepted?",
+        ]
+    ):
+        rows.append(
+            {
+                "prompt": [SYSTEM, {"role": "user", "content": q}],
+                "chosen": [{"role": "assistant", "content": "You have 60 days to return it."}],
+                "rejected": [{"role": "assistant", "content": "Returns are not possible, sorry."}],
+                "event_id": f"e{i}",
+                "conversation_id": f"c{i}",
+            }
+        )
     (root / "dpo_train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    thumbs = {"prompt": [SYSTEM, {"role": "user", "content": "Hi!"}],
-              "completion": [{"role": "assistant", "content": "Hello! How can I help?"}],
-              "label": True}
+    thumbs = {
+        "prompt": [SYSTEM, {"role": "user", "content": "Hi!"}],
+        "completion": [{"role": "assistant", "content": "Hello! How can I help?"}],
+        "label": True,
+    }
     (root / "kto_train.jsonl").write_text(json.dumps(thumbs) + "\n")
     (root / "manifest.json").write_text(json.dumps({"version": "t-data-v1", "files": {}}))
     return root
 
 
 def _recipe(**kw: object) -> Recipe:
-    base = dict(max_steps=2, per_device_train_batch_size=2, max_length=64, learning_rate=5e-3,
-                lora={"r": 4, "alpha": 8}, sft_weight=1.0, seed=3, logging_steps=1)
+    base = dict(
+        max_steps=2,
+        per_device_train_batch_size=2,
+        max_length=64,
+        learning_rate=5e-3,
+        lora={"r": 4, "alpha": 8},
+        sft_weight=1.0,
+        seed=3,
+        logging_steps=1,
+    )
     return Recipe.model_validate({**base, **kw})
 
 
@@ -59,7 +78,10 @@ def test_train_adapter_then_warm_start(tmp_path: Path, base_model_dir: Path) -> 
     assert "final_loss" in metrics and "rewards/margins" in metrics
     assert [entry["step"] for entry in logs if "loss" in entry] == [1, 2]
     assert sorted(p.name for p in out.iterdir()) == [
-        "adapter_config.json", "adapter_model.safetensors", "ct-llm-train.json"]
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "ct-llm-train.json",
+    ]
     assert not list(out.parent.glob(".*"))  # no temp folders left beside the artifact
     cfg = json.loads((out / "adapter_config.json").read_text())
     assert cfg["base_model_name_or_path"] == str(base_model_dir.resolve())

@@ -18,8 +18,13 @@ from ct_llm.deploy.vllm_server import (
 )
 from ct_llm.errors import CtLlmError, ServingError
 
-BASE_CONFIG = {"architectures": ["LlamaForCausalLM"], "hidden_size": 576,
-               "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3}
+BASE_CONFIG = {
+    "architectures": ["LlamaForCausalLM"],
+    "hidden_size": 576,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+}
 
 
 def _flag(cmd: list[str], name: str) -> str:
@@ -27,8 +32,15 @@ def _flag(cmd: list[str], name: str) -> str:
 
 
 def test_build_vllm_command_carries_every_serving_setting() -> None:
-    cfg = ServingConfig(host="0.0.0.0", max_loras=3, max_lora_rank=32, max_model_len=1024,
-                        memory_fraction=0.25, dtype="float32", extra_args=["--seed", "7"])
+    cfg = ServingConfig(
+        host="0.0.0.0",
+        max_loras=3,
+        max_lora_rank=32,
+        max_model_len=1024,
+        memory_fraction=0.25,
+        dtype="float32",
+        extra_args=["--seed", "7"],
+    )
     cmd = build_vllm_command(Path("/m/base"), "smol", cfg, 18003)
     assert cmd[:2] == ["-m", "vllm.entrypoints.openai.api_server"]
     assert _flag(cmd, "--model") == "/m/base"
@@ -59,8 +71,12 @@ def test_serving_python_missing_says_how_to_install(
 
 def _write_adapter(folder: Path, r: int = 8, base: Path | None = None) -> Path:
     folder.mkdir(parents=True)
-    cfg = {"peft_type": "LORA", "r": r, "target_modules": ["q_proj", "v_proj"],
-           "base_model_name_or_path": str(base) if base else None}
+    cfg = {
+        "peft_type": "LORA",
+        "r": r,
+        "target_modules": ["q_proj", "v_proj"],
+        "base_model_name_or_path": str(base) if base else None,
+    }
     (folder / "adapter_config.json").write_text(json.dumps(cfg))
     (folder / "adapter_model.safetensors").write_bytes(b"\0" * 16)
     return folder
@@ -179,7 +195,8 @@ def test_base_model_mismatch_is_refused(adapters: Path, tmp_path: Path) -> None:
 
 def test_log_tail_surfaces_root_cause_and_hint() -> None:
     log = "\n".join(
-        ["INFO starting"] + [f"noise {i}" for i in range(50)]
+        ["INFO starting"]
+        + [f"noise {i}" for i in range(50)]
         + ["ERROR ValueError: Available memory on node 0 is less than requested memory for kv"]
         + [f'  File "x.py", line {i}' for i in range(30)]
         + ["RuntimeError: Engine core initialization failed.", "", "Loading: 50%|##| 1/2 [1.0it/s]"]

@@ -74,8 +74,9 @@ def test_start_waits_for_health_and_stop_kills_the_whole_group(
 ) -> None:
     pids_file = tmp_path / "pids"
     monkeypatch.setenv("FAKE_PIDS", str(pids_file))
-    cfg = ServingConfig(python=str(_script(tmp_path, FAKE_SERVER)), port=18004,
-                        startup_timeout_s=30)
+    cfg = ServingConfig(
+        python=str(_script(tmp_path, FAKE_SERVER)), port=18004, startup_timeout_s=30
+    )
     log = tmp_path / "logs" / "vllm.log"
     with VllmServer(_model_dir(tmp_path), "smol", cfg, log_path=log) as server:
         assert server.url == "http://127.0.0.1:18004"
@@ -96,8 +97,9 @@ def test_start_waits_for_health_and_stop_kills_the_whole_group(
 
 
 def test_a_server_that_dies_reports_the_cause(tmp_path: Path) -> None:
-    cfg = ServingConfig(python=str(_script(tmp_path, FAILING_SERVER)), port=18005,
-                        startup_timeout_s=30)
+    cfg = ServingConfig(
+        python=str(_script(tmp_path, FAILING_SERVER)), port=18005, startup_timeout_s=30
+    )
     server = VllmServer(_model_dir(tmp_path), "smol", cfg, log_path=tmp_path / "vllm.log")
     with pytest.raises(ServingError) as info:
         server.start()

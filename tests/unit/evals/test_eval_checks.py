@@ -42,15 +42,17 @@ def test_run_check(check: dict[str, object], answer: str, expected: bool) -> Non
 
 
 def test_case_passes_names_the_failed_checks() -> None:
-    case = Case.model_validate({
-        "id": "c1",
-        "prompt": "capital of France?",
-        "checks": [
-            {"type": "contains", "value": "Paris"},
-            {"type": "max_words", "value": 3},
-            {"type": "regex", "pattern": "France"},
-        ],
-    })
+    case = Case.model_validate(
+        {
+            "id": "c1",
+            "prompt": "capital of France?",
+            "checks": [
+                {"type": "contains", "value": "Paris"},
+                {"type": "max_words", "value": 3},
+                {"type": "regex", "pattern": "France"},
+            ],
+        }
+    )
     ok, failed = case_passes(case, "The capital of France is Paris.")
     assert not ok
     assert failed == ["max_words 3"]

@@ -13,19 +13,46 @@ EVIL = "<script>alert('x')</script>"
 
 
 def make_result() -> EvalResult:
-    general = SuiteResult("general", "regression", "basics", [
-        CaseResult("same", "2+2?", "4", "4", True, True),
-        CaseResult("flip", f"say {EVIL}", EVIL, "fine", False, True,
-                   candidate_failed_checks=["not_contains '<script>'"]),
-    ])
-    target = SuiteResult("shop-returns", "target", "", [
-        CaseResult("r1", "return window?", "60 days", "", True, False,
-                   baseline_error="HTTP 500: boom & <b>bust</b>"),
-    ])
-    latency = {"candidate": {"p50_ms": 120.0, "p95_ms": 300.0, "n": 3, "errors": 0},
-               "baseline": {"p50_ms": 110.0, "p95_ms": 280.0, "n": 2, "errors": 1}}
-    return EvalResult("t-assistant-v2", "t-assistant-v1", [general, target], latency,
-                      {"max_tokens": 96})
+    general = SuiteResult(
+        "general",
+        "regression",
+        "basics",
+        [
+            CaseResult("same", "2+2?", "4", "4", True, True),
+            CaseResult(
+                "flip",
+                f"say {EVIL}",
+                EVIL,
+                "fine",
+                False,
+                True,
+                candidate_failed_checks=["not_contains '<script>'"],
+            ),
+        ],
+    )
+    target = SuiteResult(
+        "shop-returns",
+        "target",
+        "",
+        [
+            CaseResult(
+                "r1",
+                "return window?",
+                "60 days",
+                "",
+                True,
+                False,
+                baseline_error="HTTP 500: boom & <b>bust</b>",
+            ),
+        ],
+    )
+    latency = {
+        "candidate": {"p50_ms": 120.0, "p95_ms": 300.0, "n": 3, "errors": 0},
+        "baseline": {"p50_ms": 110.0, "p95_ms": 280.0, "n": 2, "errors": 1},
+    }
+    return EvalResult(
+        "t-assistant-v2", "t-assistant-v1", [general, target], latency, {"max_tokens": 96}
+    )
 
 
 def test_report_is_atomic_escaped_and_complete(tmp_path: Path) -> None:

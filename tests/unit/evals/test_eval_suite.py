@@ -49,18 +49,29 @@ def test_good_suite_loads_and_builds_conversations(tmp_path: Path) -> None:
     ("text", "fragment"),
     [
         (GOOD.replace("kind: target", "kind: target\ncolour: red"), "unknown key 'colour'"),
-        (GOOD.replace("{type: max_words, value: 5}", "{type: max_words, value: 5, x: 1}"),
-         "unknown key"),
-        (GOOD.replace('    prompt: "How long', '    messages: [{role: user, content: x}]\n'
-                      '    prompt: "How long'), "exactly one of 'prompt' or 'messages'"),
-        (GOOD.replace('    prompt: "How long do I have to return shoes?"\n', ""),
-         "exactly one of 'prompt' or 'messages'"),
+        (
+            GOOD.replace("{type: max_words, value: 5}", "{type: max_words, value: 5, x: 1}"),
+            "unknown key",
+        ),
+        (
+            GOOD.replace(
+                '    prompt: "How long',
+                '    messages: [{role: user, content: x}]\n    prompt: "How long',
+            ),
+            "exactly one of 'prompt' or 'messages'",
+        ),
+        (
+            GOOD.replace('    prompt: "How long do I have to return shoes?"\n', ""),
+            "exactly one of 'prompt' or 'messages'",
+        ),
         (GOOD.replace("type: regex", "type: semantic"), "unknown check type 'semantic'"),
         (GOOD.replace("kind: target", "kind: smoke"), "'kind'"),
         (GOOD.replace("- id: b", "- id: a"), "case id 'a' appears more than once"),
         (GOOD.replace("'\\b60\\b|sixty'", "'(unclosed'"), "invalid regular expression"),
-        (GOOD.replace("{role: user, content: \"Hi\"}", "{role: assistant, content: \"Hi\"}"),
-         "must end with a user turn"),
+        (
+            GOOD.replace('{role: user, content: "Hi"}', '{role: assistant, content: "Hi"}'),
+            "must end with a user turn",
+        ),
         ("name: x\nkind: regression\ncases: []\n", "'cases'"),
         ("- just\n- a list\n", "must be a mapping"),
         ("name: [unclosed\n", "not valid YAML"),

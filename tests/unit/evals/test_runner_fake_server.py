@@ -41,9 +41,13 @@ def make_app(rec: Recorder) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [
-            {"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in ("cand", "base")
-        ]}
+        return {
+            "object": "list",
+            "data": [
+                {"id": m, "object": "model", "created": 0, "owned_by": "test"}
+                for m in ("cand", "base")
+            ],
+        }
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
@@ -59,10 +63,20 @@ def make_app(rec: Recorder) -> FastAPI:
         if question == "boom" and body["model"] == "cand":
             return JSONResponse({"error": {"message": "engine exploded"}}, status_code=400)
         text = ANSWERS.get((body["model"], question), "no idea")
-        return {"id": "cmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": text}}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+        return {
+            "id": "cmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": text},
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
 
     return app
 
@@ -70,8 +84,9 @@ def make_app(rec: Recorder) -> FastAPI:
 @pytest.fixture(scope="module")
 def fake_server() -> Iterator[tuple[str, Recorder]]:
     rec = Recorder()
-    server = uvicorn.Server(uvicorn.Config(make_app(rec), host="127.0.0.1", port=PORT,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(make_app(rec), host="127.0.0.1", port=PORT, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -84,21 +99,42 @@ def fake_server() -> Iterator[tuple[str, Recorder]]:
 
 
 SUITES = [
-    Suite.model_validate({
-        "name": "general", "kind": "regression", "system_prompt": "Be brief.",
-        "cases": [
-            {"id": "france", "prompt": "capital of France?",
-             "checks": [{"type": "contains", "value": "paris"}]},
-            {"id": "math", "prompt": "2+2?", "checks": [{"type": "regex", "pattern": r"\b4\b"}]},
-            {"id": "err", "prompt": "boom", "checks": [{"type": "max_words", "value": 50}]},
-        ],
-    }),
-    Suite.model_validate({
-        "name": "greet", "kind": "target",
-        "cases": [{"id": "hi", "prompt": "say hi",
-                   "checks": [{"type": "contains", "value": "hi"},
-                              {"type": "max_words", "value": 3}]}],
-    }),
+    Suite.model_validate(
+        {
+            "name": "general",
+            "kind": "regression",
+            "system_prompt": "Be brief.",
+            "cases": [
+                {
+                    "id": "france",
+                    "prompt": "capital of France?",
+                    "checks": [{"type": "contains", "value": "paris"}],
+                },
+                {
+                    "id": "math",
+                    "prompt": "2+2?",
+                    "checks": [{"type": "regex", "pattern": r"\b4\b"}],
+                },
+                {"id": "err", "prompt": "boom", "checks": [{"type": "max_words", "value": 50}]},
+            ],
+        }
+    ),
+    Suite.model_validate(
+        {
+            "name": "greet",
+            "kind": "target",
+            "cases": [
+                {
+                    "id": "hi",
+                    "prompt": "say hi",
+                    "checks": [
+                        {"type": "contains", "value": "hi"},
+                        {"type": "max_words", "value": 3},
+                    ],
+                }
+            ],
+        }
+    ),
 ]
 
 
@@ -123,8 +159,12 @@ def test_evaluate_scores_both_models_and_survives_a_failed_request(
 
     s = result.summary()
     assert s["candidate"] == "cand" and s["baseline"] == "base"
-    assert s["suites"]["greet"] == {"kind": "target", "candidate_pass_rate": 1.0,
-                                    "baseline_pass_rate": 0.0, "n": 1}
+    assert s["suites"]["greet"] == {
+        "kind": "target",
+        "candidate_pass_rate": 1.0,
+        "baseline_pass_rate": 0.0,
+        "n": 1,
+    }
     assert s["latency"]["candidate"]["errors"] == 1 and s["latency"]["candidate"]["n"] == 3
     assert s["latency"]["baseline"]["n"] == 4
     assert s["latency"]["baseline"]["p50_ms"] >= 50  # the server sleeps 50 ms per request
@@ -143,7 +183,9 @@ def test_generate_answers_keeps_order(fake_server: tuple[str, Recorder]) -> None
     url, _ = fake_server
     convs = [[{"role": "user", "content": q}] for q in ("2+2?", "capital of France?", "boom")]
     assert generate_answers(url + "/v1", "cand", convs, max_tokens=8, concurrency=2) == [
-        "4", "Paris.", ""
+        "4",
+        "Paris.",
+        "",
     ]
 
 

@@ -26,12 +26,25 @@ def session(ws: Workspace) -> Iterator[Session]:
 def add_response(ws: Workspace) -> Callable[..., str]:
     """Log an answer as the gateway would; returns its response_id."""
 
-    def add(tenant: str, response_id: str, model_version: str = "base",
-            conversation_id: str | None = "conv-1", response: str = "Paris.") -> str:
+    def add(
+        tenant: str,
+        response_id: str,
+        model_version: str = "base",
+        conversation_id: str | None = "conv-1",
+        response: str = "Paris.",
+    ) -> str:
         with session_scope(ws.database_url) as s:
-            s.add(ChatResponse(id=response_id, tenant=tenant, conversation_id=conversation_id,
-                               messages=[{"role": "user", "content": "Capital of France?"}],
-                               response=response, model_version=model_version, latency_ms=5.0))
+            s.add(
+                ChatResponse(
+                    id=response_id,
+                    tenant=tenant,
+                    conversation_id=conversation_id,
+                    messages=[{"role": "user", "content": "Capital of France?"}],
+                    response=response,
+                    model_version=model_version,
+                    latency_ms=5.0,
+                )
+            )
         return response_id
 
     return add

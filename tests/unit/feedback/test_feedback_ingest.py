@@ -16,8 +16,13 @@ from ct_llm.workspace import Workspace
 
 
 def thumbs(event_id: str, value: bool, response_id: str = "r1", **kw: Any) -> dict[str, Any]:
-    return {"event_id": event_id, "kind": "thumbs", "value": value, "response_id": response_id,
-            **kw}
+    return {
+        "event_id": event_id,
+        "kind": "thumbs",
+        "value": value,
+        "response_id": response_id,
+        **kw,
+    }
 
 
 def rows(session: Session, tenant: str) -> list[FeedbackEvent]:
@@ -26,8 +31,12 @@ def rows(session: Session, tenant: str) -> list[FeedbackEvent]:
 
 def test_partial_batch_keeps_good_events(session: Session, add_response: Callable) -> None:
     add_response("acme", "r1", model_version="acme-v1")
-    items = [thumbs("e1", True), {"event_id": "e2", "kind": "rating", "value": 9,
-                                  "response_id": "r1"}, "junk", thumbs("e3", False)]
+    items = [
+        thumbs("e1", True),
+        {"event_id": "e2", "kind": "rating", "value": 9, "response_id": "r1"},
+        "junk",
+        thumbs("e3", False),
+    ]
     res = ingest_events(session, "acme", items)
     assert (res.accepted, res.duplicates) == (2, 0)
     assert [(r["index"], r["event_id"]) for r in res.rejected] == [(1, "e2"), (2, None)]
@@ -52,8 +61,9 @@ def test_duplicates_are_stored_once_and_conflicts_rejected(
 
 def test_within_batch_duplicate_and_conflict(session: Session, add_response: Callable) -> None:
     add_response("acme", "r1")
-    res = ingest_events(session, "acme",
-                        [thumbs("e1", True), thumbs("e1", True), thumbs("e1", False)])
+    res = ingest_events(
+        session, "acme", [thumbs("e1", True), thumbs("e1", True), thumbs("e1", False)]
+    )
     assert (res.accepted, res.duplicates) == (1, 1)
     assert "earlier in this batch" in res.rejected[0]["error"]
     assert len(rows(session, "acme")) == 1
@@ -71,9 +81,20 @@ def test_tenants_are_isolated(session: Session, add_response: Callable) -> None:
 
 
 def test_full_exchange_event_needs_no_response(session: Session) -> None:
-    res = ingest_events(session, "acme", [{
-        "event_id": "x", "kind": "edit", "value": "Better answer.", "model_version": "m1",
-        "messages": [{"role": "user", "content": "q"}], "response": "bad answer"}])
+    res = ingest_events(
+        session,
+        "acme",
+        [
+            {
+                "event_id": "x",
+                "kind": "edit",
+                "value": "Better answer.",
+                "model_version": "m1",
+                "messages": [{"role": "user", "content": "q"}],
+                "response": "bad answer",
+            }
+        ],
+    )
     assert res.accepted == 1
     row = rows(session, "acme")[0]
     assert row.messages == [{"role": "user", "content": "q"}] and row.response == "bad answer"
@@ -82,12 +103,19 @@ def test_full_exchange_event_needs_no_response(session: Session) -> None:
 def test_stats_by_model_version(session: Session, add_response: Callable) -> None:
     add_response("acme", "r1", model_version="v1")
     add_response("acme", "r2", model_version="v2")
-    ingest_events(session, "acme", [
-        thumbs("a", False), thumbs("b", True), thumbs("c", True, "r2"), thumbs("d", False),
-        {"event_id": "e", "kind": "rating", "value": 2, "response_id": "r1"},
-        {"event_id": "f", "kind": "rating", "value": 5, "response_id": "r1"},
-        {"event_id": "g", "kind": "comment", "value": "meh", "response_id": "r2"},
-    ])
+    ingest_events(
+        session,
+        "acme",
+        [
+            thumbs("a", False),
+            thumbs("b", True),
+            thumbs("c", True, "r2"),
+            thumbs("d", False),
+            {"event_id": "e", "kind": "rating", "value": 2, "response_id": "r1"},
+            {"event_id": "f", "kind": "rating", "value": 5, "response_id": "r1"},
+            {"event_id": "g", "kind": "comment", "value": "meh", "response_id": "r2"},
+        ],
+    )
     s = feedback_stats(session, "acme")
     assert s["total"] == 7 and s["by_kind"] == {"thumbs": 4, "rating": 2, "comment": 1}
     v1 = s["by_model_version"]["v1"]
@@ -98,8 +126,15 @@ def test_stats_by_model_version(session: Session, add_response: Callable) -> Non
 
 def test_summarize_votes_ignores_malformed_values() -> None:
     out = summarize_votes([(None, "thumbs", "no"), (None, "rating", True), (None, "thumbs", False)])
-    assert out == {"unknown": {"thumbs": 1, "thumbs_down": 1, "thumbs_down_rate": 1.0,
-                               "ratings": 0, "mean_rating": None}}
+    assert out == {
+        "unknown": {
+            "thumbs": 1,
+            "thumbs_down": 1,
+            "thumbs_down_rate": 1.0,
+            "ratings": 0,
+            "mean_rating": None,
+        }
+    }
 
 
 def test_concurrent_insert_of_same_event_is_reclassified(

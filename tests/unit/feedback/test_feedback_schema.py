@@ -15,8 +15,16 @@ def ev(**kw: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     "kind,value",
-    [("thumbs", True), ("thumbs", False), ("rating", 1), ("rating", 5), ("edit", "Better."),
-     ("regenerate", None), ("regenerate", "r0"), ("comment", "too long")],
+    [
+        ("thumbs", True),
+        ("thumbs", False),
+        ("rating", 1),
+        ("rating", 5),
+        ("edit", "Better."),
+        ("regenerate", None),
+        ("regenerate", "r0"),
+        ("comment", "too long"),
+    ],
 )
 def test_valid_values_per_kind(kind: str, value: Any) -> None:
     e = parse_event(ev(kind=kind, value=value))
@@ -25,10 +33,19 @@ def test_valid_values_per_kind(kind: str, value: Any) -> None:
 
 @pytest.mark.parametrize(
     "kind,value,reason",
-    [("thumbs", 1, "true or false"), ("thumbs", "yes", "true or false"),
-     ("rating", 0, "1 to 5"), ("rating", 6, "1 to 5"), ("rating", True, "1 to 5"),
-     ("rating", 4.5, "1 to 5"), ("edit", "", "non-empty"), ("edit", "   ", "non-empty"),
-     ("edit", None, "non-empty"), ("regenerate", 3, "string"), ("comment", None, "non-empty")],
+    [
+        ("thumbs", 1, "true or false"),
+        ("thumbs", "yes", "true or false"),
+        ("rating", 0, "1 to 5"),
+        ("rating", 6, "1 to 5"),
+        ("rating", True, "1 to 5"),
+        ("rating", 4.5, "1 to 5"),
+        ("edit", "", "non-empty"),
+        ("edit", "   ", "non-empty"),
+        ("edit", None, "non-empty"),
+        ("regenerate", 3, "string"),
+        ("comment", None, "non-empty"),
+    ],
 )
 def test_invalid_values_are_rejected_with_reason(kind: str, value: Any, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
@@ -62,23 +79,45 @@ def test_unknown_fields_and_non_objects_are_errors() -> None:
     with pytest.raises(ValueError, match="JSON object"):
         parse_event(["not", "an", "object"])
     with pytest.raises(ValueError, match="role"):
-        parse_event({"event_id": "e", "kind": "thumbs", "value": True,
-                     "messages": [{"role": "wizard", "content": "x"}], "response": "y"})
+        parse_event(
+            {
+                "event_id": "e",
+                "kind": "thumbs",
+                "value": True,
+                "messages": [{"role": "wizard", "content": "x"}],
+                "response": "y",
+            }
+        )
 
 
 def test_limits() -> None:
     with pytest.raises(ValueError, match="metadata"):
         parse_event(ev(metadata={"blob": "x" * 20_000}))
     with pytest.raises(ValueError, match="response"):
-        parse_event({"event_id": "e", "kind": "thumbs", "value": True,
-                     "messages": [{"role": "user", "content": "q"}], "response": "x" * 100_001})
+        parse_event(
+            {
+                "event_id": "e",
+                "kind": "thumbs",
+                "value": True,
+                "messages": [{"role": "user", "content": "q"}],
+                "response": "x" * 100_001,
+            }
+        )
 
 
 def test_payload_hash_ignores_key_order_nulls_and_timezone_spelling() -> None:
     a = parse_event(ev(created_at="2025-01-01T12:00:00Z", metadata={"a": 1, "b": 2}))
-    b = parse_event({"metadata": {"b": 2, "a": 1}, "response_id": "r1", "value": True,
-                     "kind": "thumbs", "event_id": "e1", "user_id": None,
-                     "created_at": "2025-01-01T13:00:00+01:00"})
+    b = parse_event(
+        {
+            "metadata": {"b": 2, "a": 1},
+            "response_id": "r1",
+            "value": True,
+            "kind": "thumbs",
+            "event_id": "e1",
+            "user_id": None,
+            "created_at": "2025-01-01T13:00:00+01:00",
+        }
+    )
     assert payload_hash(a) == payload_hash(b)
     assert len(payload_hash(a)) == 64
     assert '"user_id"' not in canonical_json(b)

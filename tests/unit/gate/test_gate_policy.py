@@ -8,34 +8,47 @@ from ct_llm.config import GateConfig
 from ct_llm.gate.policy import GatePolicy, decide_promotion
 
 
-def summary(suites: dict[str, tuple[str, float, float]], p95: tuple[float | None, float | None]
-            = (100.0, 100.0)) -> dict[str, Any]:
+def summary(
+    suites: dict[str, tuple[str, float, float]],
+    p95: tuple[float | None, float | None] = (100.0, 100.0),
+) -> dict[str, Any]:
     return {
         "candidate": "t-assistant-v2",
         "baseline": "t-assistant-v1",
-        "suites": {name: {"kind": kind, "candidate_pass_rate": c, "baseline_pass_rate": b, "n": 20}
-                   for name, (kind, c, b) in suites.items()},
-        "latency": {"candidate": {"p50_ms": 50.0, "p95_ms": p95[0]},
-                    "baseline": {"p50_ms": 50.0, "p95_ms": p95[1]}},
+        "suites": {
+            name: {"kind": kind, "candidate_pass_rate": c, "baseline_pass_rate": b, "n": 20}
+            for name, (kind, c, b) in suites.items()
+        },
+        "latency": {
+            "candidate": {"p50_ms": 50.0, "p95_ms": p95[0]},
+            "baseline": {"p50_ms": 50.0, "p95_ms": p95[1]},
+        },
     }
 
 
 def test_approves_when_target_improves_and_regression_holds() -> None:
-    d = decide_promotion(summary({"general": ("regression", 0.9, 0.9),
-                                  "shop-returns": ("target", 0.8, 0.2)}), GatePolicy())
+    d = decide_promotion(
+        summary({"general": ("regression", 0.9, 0.9), "shop-returns": ("target", 0.8, 0.2)}),
+        GatePolicy(),
+    )
     assert d.approved
     assert [r.rule for r in d.reasons] == ["evidence", "regression:general", "target:shop-returns"]
     assert all(r.passed for r in d.reasons)
     general = d.reasons[1].detail
     assert general == "regression/general: 0.90 vs production 0.90 (allowed drop 0.01) -> pass"
     assert d.to_dict()["approved"] is True
-    assert d.to_dict()["reasons"][2] == {"rule": "target:shop-returns", "passed": True,
-                                         "detail": d.reasons[2].detail}
+    assert d.to_dict()["reasons"][2] == {
+        "rule": "target:shop-returns",
+        "passed": True,
+        "detail": d.reasons[2].detail,
+    }
 
 
 def test_rejects_a_regression_drop_beyond_the_allowance() -> None:
-    d = decide_promotion(summary({"general": ("regression", 0.85, 0.9),
-                                  "shop-returns": ("target", 1.0, 0.2)}), GatePolicy())
+    d = decide_promotion(
+        summary({"general": ("regression", 0.85, 0.9), "shop-returns": ("target", 1.0, 0.2)}),
+        GatePolicy(),
+    )
     assert not d.approved
     assert [r.rule for r in d.failed] == ["regression:general"]
     assert "0.85 vs production 0.90" in d.failed[0].detail and "FAIL" in d.failed[0].detail
@@ -43,8 +56,9 @@ def test_rejects_a_regression_drop_beyond_the_allowance() -> None:
 
 def test_a_drop_exactly_at_the_allowance_passes() -> None:
     # 0.8 - 0.1 in floating point is 0.7000000000000001 > 0.7: the tolerance keeps it a pass.
-    d = decide_promotion(summary({"general": ("regression", 0.7, 0.8)}),
-                         GatePolicy(max_regression_drop=0.1))
+    d = decide_promotion(
+        summary({"general": ("regression", 0.7, 0.8)}), GatePolicy(max_regression_drop=0.1)
+    )
     assert d.approved
 
 

@@ -31,9 +31,17 @@ def h(key: str) -> dict[str, str]:
 
 def add_response(ws: Workspace, tenant: str, rid: str, version: str = "base") -> None:
     with session_scope(ws.database_url) as s:
-        s.add(ChatResponse(id=rid, tenant=tenant, conversation_id="c", model_version=version,
-                           messages=[{"role": "user", "content": "q"}], response="a",
-                           latency_ms=1.0))
+        s.add(
+            ChatResponse(
+                id=rid,
+                tenant=tenant,
+                conversation_id="c",
+                model_version=version,
+                messages=[{"role": "user", "content": "q"}],
+                response="a",
+                latency_ms=1.0,
+            )
+        )
 
 
 def thumbs(eid: str, value: bool, rid: str = "r1") -> dict[str, Any]:
@@ -47,9 +55,15 @@ def assert_openai_error(r: Any, status: int) -> dict[str, Any]:
     return err
 
 
-ENDPOINTS = [("POST", "/v1/chat/completions"), ("POST", "/v1/feedback"),
-             ("GET", "/v1/feedback/stats"), ("GET", "/v1/status"), ("GET", "/metrics"),
-             ("POST", "/v1/admin/rollback"), ("POST", "/v1/admin/canary")]
+ENDPOINTS = [
+    ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/feedback"),
+    ("GET", "/v1/feedback/stats"),
+    ("GET", "/v1/status"),
+    ("GET", "/metrics"),
+    ("POST", "/v1/admin/rollback"),
+    ("POST", "/v1/admin/canary"),
+]
 ADMIN_ONLY = {"/metrics", "/v1/admin/rollback", "/v1/admin/canary"}
 
 
@@ -72,29 +86,37 @@ def test_auth_matrix(client: TestClient, ws: Workspace, keys: dict[str, str]) ->
             assert r.status_code not in (401, 403), (path, r.text)
 
 
-def test_feedback_idempotency_over_http(client: TestClient, ws: Workspace,
-                                        keys: dict[str, str]) -> None:
+def test_feedback_idempotency_over_http(
+    client: TestClient, ws: Workspace, keys: dict[str, str]
+) -> None:
     add_response(ws, "acme", "r1")
     batch = {"events": [thumbs("e1", True), thumbs("e2", False)]}
     first = client.post("/v1/feedback", json=batch, headers=h(keys["acme"])).json()
     assert first == {"accepted": 2, "duplicates": 0, "rejected": []}
     again = client.post("/v1/feedback", json=batch, headers=h(keys["acme"])).json()
     assert again == {"accepted": 0, "duplicates": 2, "rejected": []}
-    conflict = client.post("/v1/feedback", json={"events": [thumbs("e1", False)]},
-                           headers=h(keys["acme"])).json()
+    conflict = client.post(
+        "/v1/feedback", json={"events": [thumbs("e1", False)]}, headers=h(keys["acme"])
+    ).json()
     assert conflict["rejected"][0]["event_id"] == "e1"
     assert "conflict" in conflict["rejected"][0]["error"]
     stats = client.get("/v1/feedback/stats", headers=h(keys["acme"])).json()
     assert stats["by_kind"] == {"thumbs": 2}
 
 
-def test_single_event_body_and_partial_batch(client: TestClient, ws: Workspace,
-                                             keys: dict[str, str]) -> None:
+def test_single_event_body_and_partial_batch(
+    client: TestClient, ws: Workspace, keys: dict[str, str]
+) -> None:
     add_response(ws, "acme", "r1")
     r = client.post("/v1/feedback", json=thumbs("one", True), headers=h(keys["acme"]))
     assert r.status_code == 200 and r.json()["accepted"] == 1
-    batch = {"events": [thumbs("a", True), {"event_id": "b", "kind": "rating", "value": 7,
-                                            "response_id": "r1"}, thumbs("c", True, "nope")]}
+    batch = {
+        "events": [
+            thumbs("a", True),
+            {"event_id": "b", "kind": "rating", "value": 7, "response_id": "r1"},
+            thumbs("c", True, "nope"),
+        ]
+    }
     res = client.post("/v1/feedback", json=batch, headers=h(keys["acme"])).json()
     assert res["accepted"] == 1
     assert [(x["index"], x["event_id"]) for x in res["rejected"]] == [(1, "b"), (2, "c")]
@@ -130,17 +152,23 @@ def test_limits_count_real_bytes_and_events(small_client: tuple[TestClient, str]
         yield b"]}"
 
     assert_openai_error(client.post("/v1/feedback", content=chunked(), headers=h(key)), 413)
-    err = assert_openai_error(client.post(
-        "/v1/feedback", json={"events": [thumbs(str(i), True) for i in range(4)]},
-        headers=h(key)), 413)
+    err = assert_openai_error(
+        client.post(
+            "/v1/feedback",
+            json={"events": [thumbs(str(i), True) for i in range(4)]},
+            headers=h(key),
+        ),
+        413,
+    )
     assert "max_events_per_batch" in err["message"]
 
 
 def test_tenant_isolation(client: TestClient, ws: Workspace, keys: dict[str, str]) -> None:
     add_response(ws, "globex", "r-globex")
     add_response(ws, "acme", "r1")
-    res = client.post("/v1/feedback", json=thumbs("x", False, "r-globex"),
-                      headers=h(keys["acme"])).json()
+    res = client.post(
+        "/v1/feedback", json=thumbs("x", False, "r-globex"), headers=h(keys["acme"])
+    ).json()
     assert res["accepted"] == 0 and "unknown response_id" in res["rejected"][0]["error"]
     client.post("/v1/feedback", json=thumbs("y", False), headers=h(keys["acme"]))
     assert client.get("/v1/feedback/stats", headers=h(keys["acme"])).json()["total"] == 1
@@ -150,8 +178,11 @@ def test_tenant_isolation(client: TestClient, ws: Workspace, keys: dict[str, str
 
 def test_metrics_counters_move(client: TestClient, ws: Workspace, keys: dict[str, str]) -> None:
     add_response(ws, "acme", "r1", version="acme-assistant-v1")
-    client.post("/v1/feedback", json={"events": [thumbs("a", False), thumbs("a", False),
-                                                 {"event_id": "bad"}]}, headers=h(keys["acme"]))
+    client.post(
+        "/v1/feedback",
+        json={"events": [thumbs("a", False), thumbs("a", False), {"event_id": "bad"}]},
+        headers=h(keys["acme"]),
+    )
     text = client.get("/metrics", headers=h(keys["acme_admin"])).text
     assert 'ct_llm_feedback_events_total{outcome="accepted",tenant="acme"} 1.0' in text
     assert 'ct_llm_feedback_events_total{outcome="duplicate",tenant="acme"} 1.0' in text
@@ -161,20 +192,27 @@ def test_metrics_counters_move(client: TestClient, ws: Workspace, keys: dict[str
 
 def test_chat_with_upstream_down_is_502(client: TestClient, keys: dict[str, str]) -> None:
     body = {"model": "x", "messages": [{"role": "user", "content": "hi"}]}
-    err = assert_openai_error(client.post("/v1/chat/completions", json=body,
-                                          headers=h(keys["acme"])), 502)
+    err = assert_openai_error(
+        client.post("/v1/chat/completions", json=body, headers=h(keys["acme"])), 502
+    )
     assert err["code"] == "upstream_unreachable"
-    err = assert_openai_error(client.post("/v1/chat/completions", json={**body, "stream": True},
-                                          headers=h(keys["acme"])), 502)
-    assert_openai_error(client.post("/v1/chat/completions", json={"messages": []},
-                                    headers=h(keys["acme"])), 400)
+    err = assert_openai_error(
+        client.post("/v1/chat/completions", json={**body, "stream": True}, headers=h(keys["acme"])),
+        502,
+    )
+    assert_openai_error(
+        client.post("/v1/chat/completions", json={"messages": []}, headers=h(keys["acme"])), 400
+    )
     text = client.get("/metrics", headers=h(keys["acme_admin"])).text
-    assert 'ct_llm_chat_requests_total{model_version="smollm2-135m-instruct",' \
-           'outcome="unreachable"} 2.0' in text
+    assert (
+        'ct_llm_chat_requests_total{model_version="smollm2-135m-instruct",'
+        'outcome="unreachable"} 2.0' in text
+    )
 
 
-def test_status_shows_aliases_and_counts(client: TestClient, ws: Workspace,
-                                         keys: dict[str, str]) -> None:
+def test_status_shows_aliases_and_counts(
+    client: TestClient, ws: Workspace, keys: dict[str, str]
+) -> None:
     with session_scope(ws.database_url) as s:
         registry.set_alias(s, "acme", "production", "acme-assistant-v2")
         registry.set_alias(s, "acme", "canary", "acme-assistant-v3", weight=0.1)
@@ -190,31 +228,44 @@ def test_unknown_route_is_an_openai_error(client: TestClient) -> None:
     assert_openai_error(client.get("/v1/nope"), 404)
 
 
-def test_admin_endpoints_call_rollout(client: TestClient, keys: dict[str, str],
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_admin_endpoints_call_rollout(
+    client: TestClient, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[tuple[Any, ...]] = []
     fake = types.ModuleType("ct_llm.deploy.rollout")
 
-    def rollback(ws: Workspace, tenant: str, *, actor: str = "cli",
-                 server_url: str | None = None) -> dict[str, Any]:
+    def rollback(
+        ws: Workspace, tenant: str, *, actor: str = "cli", server_url: str | None = None
+    ) -> dict[str, Any]:
         calls.append(("rollback", tenant, actor, server_url))
         raise RegistryError("no canary or previous production to roll back to")
 
-    def deploy_canary(ws: Workspace, tenant: str, version_id: str, *, weight: float | None = None,
-                      actor: str = "cli", server_url: str | None = None) -> dict[str, Any]:
+    def deploy_canary(
+        ws: Workspace,
+        tenant: str,
+        version_id: str,
+        *,
+        weight: float | None = None,
+        actor: str = "cli",
+        server_url: str | None = None,
+    ) -> dict[str, Any]:
         calls.append(("canary", tenant, version_id, weight, actor, server_url))
         return {"canary": version_id, "weight": weight}
 
     fake.rollback, fake.deploy_canary = rollback, deploy_canary  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "ct_llm.deploy.rollout", fake)
     admin = h(keys["acme_admin"])
-    r = client.post("/v1/admin/canary", json={"version": "acme-assistant-v2", "weight": 0.2},
-                    headers=admin)
+    r = client.post(
+        "/v1/admin/canary", json={"version": "acme-assistant-v2", "weight": 0.2}, headers=admin
+    )
     assert r.status_code == 200 and r.json() == {"canary": "acme-assistant-v2", "weight": 0.2}
     err = assert_openai_error(client.post("/v1/admin/rollback", headers=admin), 409)
     assert "roll back" in err["message"]
-    assert_openai_error(client.post("/v1/admin/canary", json={"version": "v", "weight": 2},
-                                    headers=admin), 400)
+    assert_openai_error(
+        client.post("/v1/admin/canary", json={"version": "v", "weight": 2}, headers=admin), 400
+    )
     actor = f"api:{keys['acme_admin'][:12]}"
-    assert calls == [("canary", "acme", "acme-assistant-v2", 0.2, actor, DEAD_UPSTREAM),
-                     ("rollback", "acme", actor, DEAD_UPSTREAM)]
+    assert calls == [
+        ("canary", "acme", "acme-assistant-v2", 0.2, actor, DEAD_UPSTREAM),
+        ("rollback", "acme", actor, DEAD_UPSTREAM),
+    ]

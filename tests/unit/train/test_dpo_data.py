@@ -19,9 +19,13 @@ def _jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def test_load_pairs_keeps_only_what_dpo_reads(tmp_path: Path) -> None:
-    row = {"prompt": PROMPT, "chosen": [{"role": "assistant", "content": "60 days."}],
-           "rejected": [{"role": "assistant", "content": "30 days."}],
-           "event_id": "e1", "conversation_id": "c1"}
+    row = {
+        "prompt": PROMPT,
+        "chosen": [{"role": "assistant", "content": "60 days."}],
+        "rejected": [{"role": "assistant", "content": "30 days."}],
+        "event_id": "e1",
+        "conversation_id": "c1",
+    }
     _jsonl(tmp_path / "dpo_train.jsonl", [row, row])
     pairs = load_pairs(tmp_path)
     assert len(pairs) == 2

@@ -40,7 +40,7 @@ $(CT_LLM_CACHE)/models/smollm2-135m-instruct/config.json: | $(VENV)/.installed
 demo: install install-serving base-model
 	$(VENV)/bin/ct-llm demo --workspace demo-workspace --fresh
 
-test: install install-serving base-model
+test: install install-serving base-model lint
 	$(VENV)/bin/pytest tests
 
 test-unit: install
@@ -48,6 +48,7 @@ test-unit: install
 
 lint: install
 	$(VENV)/bin/ruff check ct_llm tests scripts
+	$(VENV)/bin/ruff format --check ct_llm tests scripts
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .cache demo-workspace

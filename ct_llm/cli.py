@@ -51,6 +51,11 @@ def _open(workspace: Path, tenant: str | None = None):  # type: ignore[no-untype
     return ws, tenant or ws.config.tenant
 
 
+def _progress(message: str) -> None:
+    """Progress lines on stderr, printed as they are: no markup, no wrapping of long paths."""
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
 def _emit(result: Any, as_json: bool, human: str | None = None) -> None:
     # JSON goes to stdout unwrapped so scripts can parse it; the human text may be styled.
     if as_json:
@@ -346,7 +351,7 @@ def schedule(
     from ct_llm.loop.schedule import run_schedule
 
     ws, tenant = _open(workspace, tenant)
-    run_schedule(ws, tenant, interval_s=interval, once=once, log=lambda m: err.print(m))
+    run_schedule(ws, tenant, interval_s=interval, once=once, log=_progress)
 
 
 @app.command()
@@ -406,7 +411,7 @@ def demo(
     """The whole loop once on a built-in scenario (a shop bot learns a new return policy)."""
     from ct_llm.demo.run import run_demo
 
-    res = run_demo(workspace, fresh=fresh, log=lambda m: err.print(m))
+    res = run_demo(workspace, fresh=fresh, log=_progress)
     if as_json:
         sys.stdout.write(json.dumps(res, default=str) + "\n")  # one line, last on stdout
 
@@ -416,7 +421,7 @@ def bench(what: str = typer.Argument(..., help="ingest | curate | train | eval |
     """Benchmarks that run the baseline and ct-llm side by side and print ratios."""
     from ct_llm.bench import run_bench
 
-    run_bench(what, log=lambda m: err.print(m))
+    run_bench(what, log=_progress)
 
 
 def main() -> None:

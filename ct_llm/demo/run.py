@@ -242,7 +242,10 @@ def run_demo(workspace: Path, *, fresh: bool, log: Log) -> dict[str, Any]:
                 production = promoted.get("production", cycle["candidate"])
                 log(f"      promoted {production} to production")
             else:
-                log(f"      not deployed: {cycle.get('outcome')} ({cycle.get('gate', {})})")
+                log(f"      not deployed ({cycle.get('outcome')}); production stays {production}")
+                for reason in cycle.get("gate", {}).get("reasons", []):
+                    if not reason.get("passed", True):
+                        log(f"      gate: {reason.get('detail', reason)}")
 
             step(7, "measuring what the gateway serves now (after)")
             after, after_version = _measure(gateway, ingest_key, max_tokens)

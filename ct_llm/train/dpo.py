@@ -157,6 +157,11 @@ def _dpo_args(recipe: Recipe, scratch: Path) -> Any:
     if recipe.sft_weight > 0:
         losses.append("sft")
         weights.append(recipe.sft_weight)
+    # transformers 5 renamed gradient checkpointing; the old name (TRL's default) only warns.
+    field = "activation_checkpointing"
+    if field not in getattr(DPOConfig, "__dataclass_fields__", {}):
+        field = "gradient_checkpointing"
+    checkpointing = {field: recipe.gradient_checkpointing}
     return DPOConfig(
         output_dir=str(scratch),  # TRL's scratch space; never part of the artifact
         use_cpu=not cuda,
@@ -174,7 +179,7 @@ def _dpo_args(recipe: Recipe, scratch: Path) -> Any:
         loss_type=losses,
         loss_weights=weights,
         max_length=recipe.max_length,
-        gradient_checkpointing=recipe.gradient_checkpointing,
+        **checkpointing,
         seed=recipe.seed,
         data_seed=recipe.seed,
         logging_steps=recipe.logging_steps,

@@ -37,8 +37,9 @@ endif
 $(CT_LLM_CACHE)/models/smollm2-135m-instruct/config.json: | $(VENV)/.installed
 	$(VENV)/bin/ct-llm model import --cache-only
 
+# make demo DEMO_ARGS=--json: end with the one-line JSON summary on stdout.
 demo: install install-serving base-model
-	$(VENV)/bin/ct-llm demo --workspace demo-workspace --fresh
+	$(VENV)/bin/ct-llm demo --workspace demo-workspace --fresh $(DEMO_ARGS)
 
 test: install install-serving base-model lint
 	$(VENV)/bin/pytest tests

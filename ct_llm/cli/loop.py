@@ -1,0 +1,156 @@
+"""The loop's stages: curate, train, eval, gate, and the cycle / schedule that chain them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ct_llm.cli.common import (
+    JsonOpt,
+    TenantOpt,
+    WorkspaceOpt,
+    app,
+    emit,
+    open_workspace,
+    progress,
+)
+from ct_llm.errors import CtLlmError
+
+
+@app.command()
+def curate(
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the statistics, write nothing."),
+) -> None:
+    """Turn feedback into a new immutable dataset version (DPO pairs, KTO examples, held-out)."""
+    from ct_llm.curate.dataset import curate_dataset
+
+    ws, tenant = open_workspace(workspace, tenant)
+    res = curate_dataset(ws, tenant, dry_run=dry_run).to_dict()
+    counts = ", ".join(f"{k}={v}" for k, v in res["counts"].items())
+    what = "would write" if dry_run else f"wrote {res['version']}:"
+    emit(res, as_json, f"{what} {counts}; drops: {res['drops'] or 'none'}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    ctx: typer.Context,
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
+    recipe: str = typer.Option(None, help="Recipe YAML (default: the workspace's recipe)."),
+    dataset: str = typer.Option(None, help="Dataset version (default: the latest)."),
+) -> None:
+    """Train a candidate adapter. Extra `key=value` arguments override the recipe."""
+    from ct_llm.train.candidate import train_candidate
+
+    overrides = list(ctx.args)
+    for o in overrides:
+        if "=" not in o or o.startswith("-"):
+            raise CtLlmError(f"unexpected argument '{o}'; recipe overrides are key=value")
+    ws, tenant = open_workspace(workspace, tenant)
+    on_log = None if as_json else (lambda logs: progress(_fmt_log(logs)))
+    res = train_candidate(
+        ws, tenant, recipe_path=recipe, overrides=overrides, dataset_version=dataset, on_log=on_log
+    )
+    emit(
+        res,
+        as_json,
+        f"trained candidate {res['version']} on {res['dataset_version']} -> {res['path']}",
+    )
+
+
+def _fmt_log(logs: dict[str, Any]) -> str:
+    keys = ("step", "loss", "rewards/accuracies", "rewards/margins", "learning_rate")
+    return "  " + "  ".join(
+        f"{k}={logs[k]:.4g}" if isinstance(logs.get(k), float) else f"{k}={logs[k]}"
+        for k in keys
+        if k in logs
+    )
+
+
+@app.command("eval")
+def eval_(
+    candidate: str = typer.Option(..., help="Candidate version to evaluate."),
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
+    suite: list[str] = typer.Option(None, help="Suites (default: config eval.suites)."),
+) -> None:
+    """Evaluate a candidate against production on the live vLLM server; write a report."""
+    from ct_llm.deploy.vllm_server import ensure_server
+    from ct_llm.evals.candidate import evaluate_candidate
+
+    ws, tenant = open_workspace(workspace, tenant)
+    with ensure_server(ws) as url:
+        res = evaluate_candidate(ws, tenant, candidate, server_url=url, suites=suite or None)
+    lines = [
+        f"{name}: candidate {s['candidate_pass_rate']:.2f} vs baseline "
+        f"{s['baseline_pass_rate']:.2f} ({s['kind']}, n={s['n']})"
+        for name, s in res["summary"]["suites"].items()
+    ]
+    verdict = "approve" if res["gate_preview"]["approved"] else "reject"
+    emit(res, as_json, "\n".join(lines + [f"gate would {verdict}; report: {res['path']}"]))
+
+
+@app.command()
+def gate(
+    candidate: str = typer.Option(..., help="Candidate version."),
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Apply the promotion policy to the candidate's latest eval report and record the decision."""
+    from ct_llm.gate.record import gate_candidate
+
+    ws, tenant = open_workspace(workspace, tenant)
+    res = gate_candidate(ws, tenant, candidate)
+    reasons = "\n".join(
+        f"  {'ok  ' if r['passed'] else 'FAIL'} {r['detail']}" for r in res["reasons"]
+    )
+    emit(res, as_json, f"{candidate}: {res['decision']}\n{reasons}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def cycle(
+    ctx: typer.Context,
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
+    force: bool = typer.Option(False, "--force", help="Train even if no trigger fired."),
+) -> None:
+    """One pass: triggers -> curate -> train -> eval -> gate -> canary (key=value: recipe)."""
+    from ct_llm.loop.cycle import run_cycle
+
+    ws, tenant = open_workspace(workspace, tenant)
+    res = run_cycle(
+        ws,
+        tenant,
+        force=force,
+        recipe_overrides=list(ctx.args),
+        progress=lambda m: progress(f"[cycle] {m}"),
+        on_train_log=None if as_json else (lambda logs: progress(_fmt_log(logs))),
+    )
+    emit(
+        res,
+        as_json,
+        f"trained={res['trained']} outcome={res.get('outcome', 'skipped')} reason: {res['reason']}",
+    )
+
+
+@app.command()
+def schedule(
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    interval: float = typer.Option(3600.0, help="Seconds between trigger checks."),
+    once: bool = typer.Option(False, "--once", help="Check once and exit."),
+) -> None:
+    """Run cycles forever (triggers respected); stops cleanly on Ctrl-C / SIGTERM."""
+    from ct_llm.loop.schedule import run_schedule
+
+    ws, tenant = open_workspace(workspace, tenant)
+    run_schedule(ws, tenant, interval_s=interval, once=once, log=progress)

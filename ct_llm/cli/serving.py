@@ -1,0 +1,99 @@
+"""What runs in production: deploy, promote, rollback, lineage, status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ct_llm.cli.common import (
+    JsonOpt,
+    TenantOpt,
+    WorkspaceOpt,
+    app,
+    emit,
+    open_workspace,
+)
+
+
+@app.command()
+def deploy(
+    version: str = typer.Option(..., help="Approved version to deploy as canary."),
+    weight: float = typer.Option(None, help="Share of conversations (default: config)."),
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Load an approved adapter into vLLM and route a share of conversations to it (canary)."""
+    from ct_llm.deploy.rollout import deploy_canary
+    from ct_llm.deploy.vllm_server import ensure_server
+
+    ws, tenant = open_workspace(workspace, tenant)
+    with ensure_server(ws) as url:
+        res = deploy_canary(ws, tenant, version, weight=weight, server_url=url)
+    emit(res, as_json)
+
+
+@app.command()
+def promote(
+    version: str = typer.Option(None, help="Version to promote (default: the canary)."),
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Move the `production` alias to the canary (or the given approved version)."""
+    from ct_llm.deploy.rollout import promote as promote_version
+    from ct_llm.deploy.vllm_server import ensure_server
+
+    ws, tenant = open_workspace(workspace, tenant)
+    with ensure_server(ws) as url:
+        res = promote_version(ws, tenant, version_id=version, server_url=url)
+    emit(res, as_json)
+
+
+@app.command()
+def rollback(
+    workspace: Path = WorkspaceOpt, tenant: str = TenantOpt, as_json: bool = JsonOpt
+) -> None:
+    """Drop the canary, or move production back to the previous version."""
+    from ct_llm.deploy.rollout import rollback as rollback_version
+    from ct_llm.deploy.vllm_server import ensure_server
+
+    ws, tenant = open_workspace(workspace, tenant)
+    with ensure_server(ws) as url:
+        res = rollback_version(ws, tenant, server_url=url)
+    emit(res, as_json)
+
+
+@app.command()
+def lineage(
+    version: str = typer.Argument(..., help="Model version."),
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Explain a version: its data, training, evals, decisions, and how to undo it."""
+    from ct_llm.registry.lineage import explain_version
+
+    ws, tenant = open_workspace(workspace, tenant)
+    res = explain_version(ws, tenant, version)
+    emit(res, as_json)
+
+
+@app.command()
+def status(
+    workspace: Path = WorkspaceOpt, tenant: str = TenantOpt, as_json: bool = JsonOpt
+) -> None:
+    """Production and canary versions, the registry, feedback counts, the last cycle."""
+    from ct_llm.monitor.status import workspace_status
+
+    ws, tenant = open_workspace(workspace, tenant)
+    res = workspace_status(ws, tenant)
+    canary = res["canary"]["version"] if res["canary"] else "none"
+    emit(
+        res,
+        as_json,
+        f"tenant {tenant}: production={res['production'] or res['base_model'] + ' (base)'} "
+        f"canary={canary} feedback={res['feedback']['total']} "
+        f"versions={len(res['versions'])}",
+    )

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -286,7 +287,19 @@ def train_adapter(
     from transformers import AutoTokenizer
     from trl import DPOTrainer
 
+    # PEFT and TRL still read transformers' deprecated `is_gradient_checkpointing`; the warning
+    # is theirs to fix and says nothing to a ct-llm user.
+    warnings.filterwarnings(
+        "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+    )
     seed_everything(recipe.seed)
+    if on_log is not None:
+        # The caller prints progress its own way; library progress bars would interleave with it.
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
     # build
     tokenizer = AutoTokenizer.from_pretrained(str(base_model_dir))
     if tokenizer.pad_token is None:

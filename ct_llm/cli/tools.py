@@ -32,8 +32,21 @@ def demo(
 
 
 @app.command()
-def bench(what: str = typer.Argument(..., help="ingest | curate | train | eval | swap")) -> None:
-    """Benchmarks that run the baseline and ct-llm side by side and print ratios."""
+def bench(
+    what: str = typer.Argument(..., help="ingest | curate | train | eval | swap"),
+    events: int = typer.Option(10_000, help="ingest: events sent in batches."),
+    batch: int = typer.Option(100, help="ingest: events per batch."),
+    concurrency: int = typer.Option(8, help="ingest: concurrent clients for the batches."),
+    rate: float = typer.Option(200.0, help="ingest: single-event posts per second."),
+    seconds: float = typer.Option(10.0, help="ingest: how long the single-event load runs."),
+) -> None:
+    """Run a baseline and ct-llm side by side; prints one JSON object with the ratios."""
     from ct_llm.bench import run_bench
 
-    run_bench(what, log=progress)
+    options = {}
+    if what == "ingest":
+        options = dict(
+            events=events, batch=batch, concurrency=concurrency, rate=rate, seconds=seconds
+        )
+    result = run_bench(what, log=progress, **options)
+    sys.stdout.write(json.dumps(result, indent=2) + "\n")

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -80,29 +80,34 @@ def _known_responses(
 
 def _row(
     tenant: str, ev: FeedbackEventIn, digest: str, joined: tuple[str | None, str] | None
-) -> FeedbackEvent:
-    conversation_id = ev.conversation_id or (joined[0] if joined else None)
-    model_version = ev.model_version or (joined[1] if joined else None)
+) -> dict[str, Any]:
+    """The column values of one stored event (ORM attribute names, for a bulk INSERT)."""
     messages = [m.model_dump(exclude_none=True) for m in ev.messages] if ev.messages else None
-    return FeedbackEvent(
-        tenant=tenant,
-        event_id=ev.event_id,
-        payload_hash=digest,
-        kind=ev.kind,
-        value=ev.value,
-        response_id=ev.response_id,
-        conversation_id=conversation_id,
-        user_id=ev.user_id,
-        model_version=model_version,
-        messages=messages,
-        response=ev.response,
-        metadata_=ev.metadata,
-        created_at=ev.created_at or utcnow(),
-        received_at=utcnow(),
-    )
+    now = utcnow()
+    return {
+        "tenant": tenant,
+        "event_id": ev.event_id,
+        "payload_hash": digest,
+        "kind": ev.kind,
+        "value": ev.value,
+        "response_id": ev.response_id,
+        "conversation_id": ev.conversation_id or (joined[0] if joined else None),
+        "user_id": ev.user_id,
+        "model_version": ev.model_version or (joined[1] if joined else None),
+        "messages": messages,
+        "response": ev.response,
+        "metadata_": ev.metadata,
+        "created_at": ev.created_at or now,
+        "received_at": now,
+    }
 
 
-def _ingest_once(session: Session, tenant: str, items: Sequence[Any]) -> IngestResult:
+def stage_events(session: Session, tenant: str, items: Sequence[Any]) -> IngestResult:
+    """Validate and classify `items` and insert the new ones in the caller's transaction.
+
+    Rows inserted earlier in the same transaction count as stored: that is how the group-commit
+    writer classifies many requests in one transaction. Commit is the caller's.
+    """
     result = IngestResult()
     parsed: list[tuple[int, FeedbackEventIn, str]] = []
     for index, item in enumerate(items):
@@ -120,6 +125,7 @@ def _ingest_once(session: Session, tenant: str, items: Sequence[Any]) -> IngestR
         session, tenant, (ev.response_id for _, ev, _ in parsed if ev.response_id)
     )
     in_batch: dict[str, str] = {}
+    rows: list[dict[str, Any]] = []
     for index, ev, digest in parsed:
         prior = in_batch.get(ev.event_id, stored.get(ev.event_id))
         if prior is not None:
@@ -149,14 +155,17 @@ def _ingest_once(session: Session, tenant: str, items: Sequence[Any]) -> IngestR
             )
             continue
         row = _row(tenant, ev, digest, joined)
-        session.add(row)
+        rows.append(row)
         in_batch[ev.event_id] = digest
         result.accepted += 1
         if ev.kind == "thumbs" and ev.value is False:
-            version = row.model_version or "unknown"
+            version = row["model_version"] or "unknown"
             counts = result.thumbs_down_by_version
             counts[version] = counts.get(version, 0) + 1
-    session.flush()
+    if rows:
+        # One executemany instead of an ORM object per event: the same rows, a fraction of the
+        # CPU, which is what bounds ingestion once commits are grouped.
+        session.execute(insert(FeedbackEvent), rows)
     result.rejected.sort(key=lambda r: r["index"])
     return result
 
@@ -170,7 +179,7 @@ def ingest_events(session: Session, tenant: str, items: Sequence[Any]) -> Ingest
     of that rollback, call it in a transaction of its own.
     """
     try:
-        return _ingest_once(session, tenant, items)
+        return stage_events(session, tenant, items)
     except IntegrityError:
         session.rollback()
-        return _ingest_once(session, tenant, items)
+        return stage_events(session, tenant, items)

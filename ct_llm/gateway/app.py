@@ -19,8 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ct_llm.errors import CtLlmError, RegistryError, ServingError
-from ct_llm.feedback.ingest import IngestResult, ingest_events
 from ct_llm.feedback.stats import feedback_stats
+from ct_llm.feedback.writer import GroupCommitWriter, WriterBusy, WriterStopped
 from ct_llm.gateway.auth import ApiError, Principal, error_response, require_role
 from ct_llm.gateway.chat import CONVERSATION_HEADER, GatewayState, proxy_chat
 from ct_llm.monitor.status import tenant_status
@@ -138,19 +138,25 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(ws: Workspace, upstream_url: str) -> FastAPI:
     state = GatewayState(ws=ws, upstream_url=upstream_url.rstrip("/"))
     api_cfg = ws.config.api
+    writer = GroupCommitWriter(ws.database_url)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.http = state.new_client()
+        writer.start()
         try:
             yield
         finally:
+            # Stop taking requests first, then commit what is queued: every request that got
+            # into the queue gets its answer.
+            await run_in_threadpool(writer.stop)
             client, state.http = state.http, None
             await client.aclose()
 
     app = FastAPI(title="ct-llm", lifespan=lifespan)
     app.state.gateway = state
     app.state.database_url = ws.database_url
+    app.state.feedback_writer = writer
     _install_error_handlers(app)
 
     @app.post("/v1/chat/completions")
@@ -160,15 +166,21 @@ def create_app(ws: Workspace, upstream_url: str) -> FastAPI:
             raise ApiError(400, "body must be a JSON object", code="invalid_body")
         return await proxy_chat(state, p.tenant, body, request.headers.get(CONVERSATION_HEADER))
 
-    def _ingest(tenant: str, items: list[Any]) -> IngestResult:
-        with session_scope(state.database_url) as session:
-            return ingest_events(session, tenant, items)
-
     @app.post("/v1/feedback")
     async def feedback(request: Request, p: Principal = Depends(ingest_role)) -> dict[str, Any]:
         data = await read_json_body(request, api_cfg.max_body_bytes)
         items = feedback_items(data, api_cfg.max_events_per_batch)
-        result = await run_in_threadpool(_ingest, p.tenant, items)
+        try:
+            # Answered only after the commit that holds these events (see feedback/writer.py).
+            result = await writer.ingest(p.tenant, items)
+        except (WriterBusy, WriterStopped) as e:
+            raise ApiError(
+                503,
+                f"{e}; retry shortly",
+                type_="server_error",
+                code="overloaded",
+                headers={"Retry-After": "1"},
+            ) from None
         state.metrics.record_feedback(
             p.tenant,
             result.accepted,

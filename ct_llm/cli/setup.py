@@ -15,7 +15,7 @@ from ct_llm.cli.common import (
     out,
     progress,
 )
-from ct_llm.errors import CtLlmError
+from ct_llm.errors import CtLlmError, ServingError
 
 
 @app.command()
@@ -81,7 +81,13 @@ def api(
 
     ws, _ = open_workspace(workspace)
     with nullcontext(upstream) if upstream else ensure_server(ws) as url:
-        loaded = reconcile_serving(ws, server_url=url)
+        try:
+            loaded = reconcile_serving(ws, server_url=url)
+        except ServingError as e:
+            # Feedback must keep flowing while the model server is down; chat answers 502 and
+            # /healthz says `upstream: false` until it is back.
+            progress(f"warning: {e}; serving feedback anyway")
+            loaded = []
         if loaded:
             progress(f"loaded adapters into vLLM: {', '.join(loaded)}")
         run_api(ws, url, host or ws.config.api.host, port or ws.config.api.port)

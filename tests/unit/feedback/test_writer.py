@@ -3,7 +3,6 @@ isolation of a failing request, draining on stop, backpressure."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.pool import NullPool
 
 from ct_llm.feedback import writer as writer_mod
 from ct_llm.feedback.writer import GroupCommitWriter, WriterBusy, WriterStopped
@@ -43,20 +43,26 @@ def writer(ws: Workspace) -> Iterator[GroupCommitWriter]:
 
 
 class WriteLock:
-    """Holds SQLite's write lock from another connection, so the writer blocks on its commit and
-    requests pile up in the queue meanwhile."""
+    """Blocks inserts into feedback_events from another connection (SQLite: the database write
+    lock; PostgreSQL: a table lock that conflicts with INSERT), so the writer waits on its
+    transaction and requests pile up in the queue meanwhile."""
 
     def __init__(self, ws: Workspace) -> None:
-        path = ws.database_url.removeprefix("sqlite:///")
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.engine = create_engine(ws.database_url, poolclass=NullPool)
 
     def __enter__(self) -> WriteLock:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn = self.engine.connect()
+        if self.engine.dialect.name == "sqlite":
+            self.conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            self.conn.begin()
+            self.conn.exec_driver_sql("LOCK TABLE feedback_events IN SHARE ROW EXCLUSIVE MODE")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.conn.execute("ROLLBACK")
+        self.conn.rollback()
         self.conn.close()
+        self.engine.dispose()
 
 
 def test_requests_that_queue_up_share_one_commit(ws: Workspace, writer: GroupCommitWriter) -> None:

@@ -15,8 +15,11 @@ DEAD_UPSTREAM = "http://127.0.0.1:18219"
 
 
 @pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return Workspace.init(tmp_path / "ws")
+def ws(tmp_path: Path, database_url: str | None) -> Workspace:
+    """A workspace on SQLite, then on PostgreSQL: every test here runs on both backends."""
+    from ct_llm.config import WorkspaceConfig
+
+    return Workspace.init(tmp_path / "ws", WorkspaceConfig(database_url=database_url))
 
 
 @pytest.fixture

@@ -9,9 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 KINDS = ("thumbs", "rating", "edit", "regenerate", "comment")
 Kind = Literal["thumbs", "rating", "edit", "regenerate", "comment"]
@@ -24,11 +32,39 @@ MAX_METADATA_BYTES = 16_384
 """Metadata is free-form, so it is bounded by its serialized size rather than its shape."""
 
 
+def check_text(value: str) -> str:
+    """Text that every store can hold: no NUL (PostgreSQL text refuses it) and no lone surrogate
+    (valid as a JSON escape, but not encodable as UTF-8)."""
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL (U+0000) characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text is not valid Unicode (a lone surrogate escape?)") from None
+    return value
+
+
+def _check_json_text(value: Any) -> None:
+    """check_text on every string inside a JSON value, keys included."""
+    if isinstance(value, str):
+        check_text(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            check_text(str(k))
+            _check_json_text(v)
+    elif isinstance(value, list):
+        for v in value:
+            _check_json_text(v)
+
+
+Text = Annotated[str, AfterValidator(check_text)]
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     role: Literal["system", "user", "assistant", "tool"]
-    content: str = Field(max_length=MAX_TEXT_CHARS)
-    name: str | None = Field(None, max_length=256)
+    content: Text = Field(max_length=MAX_TEXT_CHARS)
+    name: Text | None = Field(None, max_length=256)
 
 
 class FeedbackEventIn(BaseModel):
@@ -38,18 +74,18 @@ class FeedbackEventIn(BaseModel):
     # anything extra belongs in `metadata`.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    event_id: str = Field(min_length=1, max_length=256)
+    event_id: Text = Field(min_length=1, max_length=256)
     """Client-made idempotency key: a retried event must reuse it."""
     kind: Kind
     value: Any = None
     """thumbs: bool; rating: int 1-5; edit: the corrected answer; regenerate: the kept
     response_id or null; comment: text."""
-    response_id: str | None = Field(None, min_length=1, max_length=128)
+    response_id: Text | None = Field(None, min_length=1, max_length=128)
     messages: list[Message] | None = Field(None, min_length=1, max_length=MAX_MESSAGES)
-    response: str | None = Field(None, max_length=MAX_TEXT_CHARS)
-    conversation_id: str | None = Field(None, min_length=1, max_length=256)
-    user_id: str | None = Field(None, min_length=1, max_length=256)
-    model_version: str | None = Field(None, min_length=1, max_length=256)
+    response: Text | None = Field(None, max_length=MAX_TEXT_CHARS)
+    conversation_id: Text | None = Field(None, min_length=1, max_length=256)
+    user_id: Text | None = Field(None, min_length=1, max_length=256)
+    model_version: Text | None = Field(None, min_length=1, max_length=256)
     created_at: datetime | None = None
     metadata: dict[str, Any] | None = None
 
@@ -68,6 +104,7 @@ class FeedbackEventIn(BaseModel):
     @classmethod
     def _small_metadata(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         if v is not None:
+            _check_json_text(v)
             try:
                 size = len(json.dumps(v, ensure_ascii=False, default=str).encode("utf-8"))
             except (TypeError, ValueError) as e:
@@ -88,6 +125,7 @@ class FeedbackEventIn(BaseModel):
 
 
 def _check_value(kind: str, value: Any) -> None:
+    _check_json_text(value)
     # bool is a subclass of int in Python: a rating of `true` must not pass as 1.
     if kind == "thumbs":
         if not isinstance(value, bool):

@@ -63,9 +63,15 @@ async def read_json_body(request: Request, limit: int) -> Any:
             )
         chunks.append(chunk)
     try:
-        return json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "body is not valid JSON", code="invalid_json") from None
+        return json.loads(b"".join(chunks), parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ApiError(400, f"body is not valid JSON ({e})", code="invalid_json") from None
+
+
+def _no_constants(name: str) -> Any:
+    # Python's parser takes NaN / Infinity, which JSON (RFC 8259) has not, and PostgreSQL's json
+    # type refuses them at insert time: refuse them at the door instead.
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def feedback_items(data: Any, max_events: int) -> list[Any]:

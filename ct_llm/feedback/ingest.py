@@ -30,6 +30,13 @@ class IngestResult:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     thumbs_down_by_version: dict[str, int] = field(default_factory=dict)
     """Accepted thumbs-down events per model version (for the canary-vs-production metrics)."""
+    thumbs_up_by_version: dict[str, int] = field(default_factory=dict)
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    """invalid | conflict | unknown_response: the metrics' label, the answer has the detail."""
+
+    def reject(self, reason: str, index: int, event_id: str | None, error: str) -> None:
+        self.rejected.append({"index": index, "event_id": event_id, "error": error})
+        self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
 
     def to_dict(self) -> dict[str, Any]:
         """The API answer, exactly as the contract names it."""
@@ -114,9 +121,7 @@ def stage_events(session: Session, tenant: str, items: Sequence[Any]) -> IngestR
         try:
             ev = parse_event(item)
         except ValueError as e:
-            result.rejected.append(
-                {"index": index, "event_id": _raw_event_id(item), "error": str(e)}
-            )
+            result.reject("invalid", index, _raw_event_id(item), str(e))
             continue
         parsed.append((index, ev, payload_hash(ev)))
 
@@ -133,34 +138,27 @@ def stage_events(session: Session, tenant: str, items: Sequence[Any]) -> IngestR
                 result.duplicates += 1
             else:
                 where = "earlier in this batch" if ev.event_id in in_batch else "before"
-                result.rejected.append(
-                    {
-                        "index": index,
-                        "event_id": ev.event_id,
-                        "error": (
-                            f"conflict: event_id was received {where} with a different "
-                            "payload; a new event needs a new event_id"
-                        ),
-                    }
+                result.reject(
+                    "conflict",
+                    index,
+                    ev.event_id,
+                    f"conflict: event_id was received {where} with a different payload; "
+                    "a new event needs a new event_id",
                 )
             continue
         joined = responses.get(ev.response_id) if ev.response_id else None
         if ev.response_id and joined is None:
-            result.rejected.append(
-                {
-                    "index": index,
-                    "event_id": ev.event_id,
-                    "error": f"unknown response_id '{ev.response_id}'",
-                }
+            result.reject(
+                "unknown_response", index, ev.event_id, f"unknown response_id '{ev.response_id}'"
             )
             continue
         row = _row(tenant, ev, digest, joined)
         rows.append(row)
         in_batch[ev.event_id] = digest
         result.accepted += 1
-        if ev.kind == "thumbs" and ev.value is False:
+        if ev.kind == "thumbs":
             version = row["model_version"] or "unknown"
-            counts = result.thumbs_down_by_version
+            counts = result.thumbs_up_by_version if ev.value else result.thumbs_down_by_version
             counts[version] = counts.get(version, 0) + 1
     if rows:
         # One executemany instead of an ORM object per event: the same rows, a fraction of the

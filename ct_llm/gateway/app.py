@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -174,6 +175,7 @@ def create_app(ws: Workspace, upstream_url: str) -> FastAPI:
 
     @app.post("/v1/feedback")
     async def feedback(request: Request, p: Principal = Depends(ingest_role)) -> dict[str, Any]:
+        started = time.perf_counter()
         data = await read_json_body(request, api_cfg.max_body_bytes)
         items = feedback_items(data, api_cfg.max_events_per_batch)
         try:
@@ -187,13 +189,7 @@ def create_app(ws: Workspace, upstream_url: str) -> FastAPI:
                 code="overloaded",
                 headers={"Retry-After": "1"},
             ) from None
-        state.metrics.record_feedback(
-            p.tenant,
-            result.accepted,
-            result.duplicates,
-            len(result.rejected),
-            result.thumbs_down_by_version,
-        )
+        state.metrics.record_feedback(p.tenant, result, time.perf_counter() - started)
         return result.to_dict()
 
     @app.get("/v1/feedback/stats")

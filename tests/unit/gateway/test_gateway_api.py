@@ -183,11 +183,18 @@ def test_metrics_counters_move(client: TestClient, ws: Workspace, keys: dict[str
         json={"events": [thumbs("a", False), thumbs("a", False), {"event_id": "bad"}]},
         headers=h(keys["acme"]),
     )
+    client.post("/v1/feedback", json=thumbs("b", True), headers=h(keys["acme"]))
+    client.post("/v1/feedback", json=thumbs("a", True), headers=h(keys["acme"]))  # conflict
     text = client.get("/metrics", headers=h(keys["acme_admin"])).text
-    assert 'ct_llm_feedback_events_total{outcome="accepted",tenant="acme"} 1.0' in text
+    assert 'ct_llm_feedback_events_total{outcome="accepted",tenant="acme"} 2.0' in text
     assert 'ct_llm_feedback_events_total{outcome="duplicate",tenant="acme"} 1.0' in text
-    assert 'ct_llm_feedback_events_total{outcome="rejected",tenant="acme"} 1.0' in text
+    assert 'ct_llm_feedback_events_total{outcome="rejected",tenant="acme"} 2.0' in text
     assert 'ct_llm_thumbs_down_events_total{model_version="acme-assistant-v1"} 1.0' in text
+    assert 'ct_llm_thumbs_up_events_total{model_version="acme-assistant-v1"} 1.0' in text
+    for reason in ("invalid", "conflict"):
+        line = f'ct_llm_feedback_rejected_events_total{{reason="{reason}",tenant="acme"}} 1.0'
+        assert line in text
+    assert "ct_llm_feedback_request_seconds_count 3.0" in text
 
 
 def test_chat_with_upstream_down_is_502(client: TestClient, keys: dict[str, str]) -> None:

@@ -56,6 +56,13 @@ class ApiConfig(_Strict):
     """Largest accepted request body; bigger bodies get 413."""
     max_events_per_batch: int = 1000
     """Most feedback events in one POST."""
+    max_text_chars: int = Field(100_000, ge=1)
+    """Longest message content, answer or edit in a feedback event."""
+    max_comment_chars: int = Field(10_000, ge=1)
+    max_messages: int = Field(256, ge=1)
+    """Most messages in an event's conversation."""
+    max_metadata_bytes: int = Field(16_384, ge=2)
+    """Largest serialized `metadata` object of an event."""
     upstream_timeout_s: float = 120.0
     """Timeout of a proxied chat completion."""
 

@@ -16,7 +16,13 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ct_llm.feedback.schema import FeedbackEventIn, parse_event, payload_hash
+from ct_llm.feedback.schema import (
+    DEFAULT_LIMITS,
+    FeedbackEventIn,
+    TextLimits,
+    parse_event,
+    payload_hash,
+)
 from ct_llm.store.models import ChatResponse, FeedbackEvent, utcnow
 
 # SQLite allows 999 bound parameters per statement on old builds; stay well under it.
@@ -109,7 +115,9 @@ def _row(
     }
 
 
-def stage_events(session: Session, tenant: str, items: Sequence[Any]) -> IngestResult:
+def stage_events(
+    session: Session, tenant: str, items: Sequence[Any], limits: TextLimits = DEFAULT_LIMITS
+) -> IngestResult:
     """Validate and classify `items` and insert the new ones in the caller's transaction.
 
     Rows inserted earlier in the same transaction count as stored: that is how the group-commit
@@ -119,7 +127,7 @@ def stage_events(session: Session, tenant: str, items: Sequence[Any]) -> IngestR
     parsed: list[tuple[int, FeedbackEventIn, str]] = []
     for index, item in enumerate(items):
         try:
-            ev = parse_event(item)
+            ev = parse_event(item, limits)
         except ValueError as e:
             result.reject("invalid", index, _raw_event_id(item), str(e))
             continue
@@ -168,7 +176,9 @@ def stage_events(session: Session, tenant: str, items: Sequence[Any]) -> IngestR
     return result
 
 
-def ingest_events(session: Session, tenant: str, items: Sequence[Any]) -> IngestResult:
+def ingest_events(
+    session: Session, tenant: str, items: Sequence[Any], limits: TextLimits = DEFAULT_LIMITS
+) -> IngestResult:
     """Validate and store `items` for `tenant` in the caller's transaction.
 
     If a concurrent request stores one of the same event_ids between our read and our insert,
@@ -177,7 +187,7 @@ def ingest_events(session: Session, tenant: str, items: Sequence[Any]) -> Ingest
     of that rollback, call it in a transaction of its own.
     """
     try:
-        return stage_events(session, tenant, items)
+        return stage_events(session, tenant, items, limits)
     except IntegrityError:
         session.rollback()
-        return stage_events(session, tenant, items)
+        return stage_events(session, tenant, items, limits)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -17,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -24,12 +26,21 @@ from pydantic import (
 KINDS = ("thumbs", "rating", "edit", "regenerate", "comment")
 Kind = Literal["thumbs", "rating", "edit", "regenerate", "comment"]
 
-MAX_TEXT_CHARS = 100_000
-"""Longest answer, edit or message content; generous for chat, small enough to bound a row."""
-MAX_COMMENT_CHARS = 10_000
-MAX_MESSAGES = 256
-MAX_METADATA_BYTES = 16_384
-"""Metadata is free-form, so it is bounded by its serialized size rather than its shape."""
+
+@dataclass(frozen=True)
+class TextLimits:
+    """Size limits of one event (the API's `api.max_*` settings). Identifier lengths are not
+    here: they are fixed by the database columns."""
+
+    max_text_chars: int = 100_000
+    """Longest answer, edit or message content; generous for chat, small enough to bound a row."""
+    max_comment_chars: int = 10_000
+    max_messages: int = 256
+    max_metadata_bytes: int = 16_384
+    """Metadata is free-form, so it is bounded by its serialized size rather than its shape."""
+
+
+DEFAULT_LIMITS = TextLimits()
 
 
 def check_text(value: str) -> str:
@@ -63,7 +74,7 @@ Text = Annotated[str, AfterValidator(check_text)]
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     role: Literal["system", "user", "assistant", "tool"]
-    content: Text = Field(max_length=MAX_TEXT_CHARS)
+    content: Text
     name: Text | None = Field(None, max_length=256)
 
 
@@ -81,8 +92,8 @@ class FeedbackEventIn(BaseModel):
     """thumbs: bool; rating: int 1-5; edit: the corrected answer; regenerate: the kept
     response_id or null; comment: text."""
     response_id: Text | None = Field(None, min_length=1, max_length=128)
-    messages: list[Message] | None = Field(None, min_length=1, max_length=MAX_MESSAGES)
-    response: Text | None = Field(None, max_length=MAX_TEXT_CHARS)
+    messages: list[Message] | None = Field(None, min_length=1)
+    response: Text | None = None
     conversation_id: Text | None = Field(None, min_length=1, max_length=256)
     user_id: Text | None = Field(None, min_length=1, max_length=256)
     model_version: Text | None = Field(None, min_length=1, max_length=256)
@@ -102,20 +113,16 @@ class FeedbackEventIn(BaseModel):
 
     @field_validator("metadata")
     @classmethod
-    def _small_metadata(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _metadata_text(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         if v is not None:
             _check_json_text(v)
-            try:
-                size = len(json.dumps(v, ensure_ascii=False, default=str).encode("utf-8"))
-            except (TypeError, ValueError) as e:
-                raise ValueError(f"metadata is not serializable: {e}") from None
-            if size > MAX_METADATA_BYTES:
-                raise ValueError(f"metadata is {size} bytes; at most {MAX_METADATA_BYTES}")
         return v
 
     @model_validator(mode="after")
-    def _check(self) -> FeedbackEventIn:
-        _check_value(self.kind, self.value)
+    def _check(self, info: ValidationInfo) -> FeedbackEventIn:
+        limits = (info.context or {}).get("limits", DEFAULT_LIMITS)
+        _check_value(self.kind, self.value, limits)
+        _check_sizes(self, limits)
         has_exchange = self.messages is not None or self.response is not None
         if self.response_id is not None and has_exchange:
             raise ValueError("give either response_id or messages + response, not both")
@@ -124,7 +131,27 @@ class FeedbackEventIn(BaseModel):
         return self
 
 
-def _check_value(kind: str, value: Any) -> None:
+def _check_sizes(ev: FeedbackEventIn, limits: TextLimits) -> None:
+    if ev.messages is not None:
+        if len(ev.messages) > limits.max_messages:
+            raise ValueError(f"{len(ev.messages)} messages; at most {limits.max_messages}")
+        for i, m in enumerate(ev.messages):
+            if len(m.content) > limits.max_text_chars:
+                raise ValueError(
+                    f"messages.{i}.content is longer than {limits.max_text_chars} characters"
+                )
+    if ev.response is not None and len(ev.response) > limits.max_text_chars:
+        raise ValueError(f"response is longer than {limits.max_text_chars} characters")
+    if ev.metadata is not None:
+        try:
+            size = len(json.dumps(ev.metadata, ensure_ascii=False, default=str).encode("utf-8"))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"metadata is not serializable: {e}") from None
+        if size > limits.max_metadata_bytes:
+            raise ValueError(f"metadata is {size} bytes; at most {limits.max_metadata_bytes}")
+
+
+def _check_value(kind: str, value: Any, limits: TextLimits) -> None:
     _check_json_text(value)
     # bool is a subclass of int in Python: a rating of `true` must not pass as 1.
     if kind == "thumbs":
@@ -136,8 +163,8 @@ def _check_value(kind: str, value: Any) -> None:
     elif kind == "edit":
         if not isinstance(value, str) or not value.strip():
             raise ValueError("edit value must be the corrected answer (a non-empty string)")
-        if len(value) > MAX_TEXT_CHARS:
-            raise ValueError(f"edit value is longer than {MAX_TEXT_CHARS} characters")
+        if len(value) > limits.max_text_chars:
+            raise ValueError(f"edit value is longer than {limits.max_text_chars} characters")
     elif kind == "regenerate":
         if value is not None and not isinstance(value, str):
             raise ValueError("regenerate value must be a string (the response_id kept) or null")
@@ -146,16 +173,16 @@ def _check_value(kind: str, value: Any) -> None:
     elif kind == "comment":
         if not isinstance(value, str) or not value.strip():
             raise ValueError("comment value must be a non-empty string")
-        if len(value) > MAX_COMMENT_CHARS:
-            raise ValueError(f"comment value is longer than {MAX_COMMENT_CHARS} characters")
+        if len(value) > limits.max_comment_chars:
+            raise ValueError(f"comment value is longer than {limits.max_comment_chars} characters")
 
 
-def parse_event(item: Any) -> FeedbackEventIn:
+def parse_event(item: Any, limits: TextLimits = DEFAULT_LIMITS) -> FeedbackEventIn:
     """Validate one raw item; raises ValueError with a one-line reason."""
     if not isinstance(item, dict):
         raise ValueError(f"an event must be a JSON object, got {type(item).__name__}")
     try:
-        return FeedbackEventIn.model_validate(item)
+        return FeedbackEventIn.model_validate(item, context={"limits": limits})
     except ValidationError as e:
         raise ValueError(describe_validation_error(e)) from None
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ct_llm.feedback.ingest import IngestResult, ingest_events, stage_events
+from ct_llm.feedback.schema import DEFAULT_LIMITS, TextLimits
 from ct_llm.store.db import session_scope
 
 log = logging.getLogger("ct_llm.feedback.writer")
@@ -58,9 +59,15 @@ class GroupCommitWriter:
     """`writer.start()`; then `await writer.ingest(tenant, items)` per request; `writer.stop()`."""
 
     def __init__(
-        self, database_url: str, *, max_group_events: int = 5000, max_queued_requests: int = 10_000
+        self,
+        database_url: str,
+        *,
+        limits: TextLimits = DEFAULT_LIMITS,
+        max_group_events: int = 5000,
+        max_queued_requests: int = 10_000,
     ) -> None:
         self.database_url = database_url
+        self.limits = limits
         self.max_group_events = max_group_events
         self._queue: queue.Queue[_Request | None] = queue.Queue(max_queued_requests)
         self._thread: threading.Thread | None = None
@@ -121,7 +128,7 @@ class GroupCommitWriter:
         self.stats.requests += len(group)
         try:
             with session_scope(self.database_url) as session:
-                results = [stage_events(session, r.tenant, r.items) for r in group]
+                results = [stage_events(session, r.tenant, r.items, self.limits) for r in group]
         except Exception:
             log.warning("group of %d requests failed; retrying each alone", len(group), exc_info=1)
             self.stats.fallbacks += 1
@@ -134,7 +141,7 @@ class GroupCommitWriter:
     def _commit_alone(self, request: _Request) -> None:
         try:
             with session_scope(self.database_url) as session:
-                result = ingest_events(session, request.tenant, request.items)
+                result = ingest_events(session, request.tenant, request.items, self.limits)
         except Exception as e:
             request.future.set_exception(e)
         else:

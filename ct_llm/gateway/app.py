@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ct_llm.errors import CtLlmError, RegistryError, ServingError
+from ct_llm.feedback.schema import TextLimits
 from ct_llm.feedback.stats import feedback_stats
 from ct_llm.feedback.writer import GroupCommitWriter, WriterBusy, WriterStopped
 from ct_llm.gateway.auth import ApiError, Principal, error_response, require_role
@@ -145,7 +146,13 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(ws: Workspace, upstream_url: str) -> FastAPI:
     state = GatewayState(ws=ws, upstream_url=upstream_url.rstrip("/"))
     api_cfg = ws.config.api
-    writer = GroupCommitWriter(ws.database_url)
+    limits = TextLimits(
+        max_text_chars=api_cfg.max_text_chars,
+        max_comment_chars=api_cfg.max_comment_chars,
+        max_messages=api_cfg.max_messages,
+        max_metadata_bytes=api_cfg.max_metadata_bytes,
+    )
+    writer = GroupCommitWriter(ws.database_url, limits=limits)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

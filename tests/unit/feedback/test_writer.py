@@ -110,10 +110,10 @@ def test_a_failing_request_does_not_fail_its_group(
 ) -> None:
     real = writer_mod.stage_events
 
-    def flaky(session: Any, tenant: str, items: Any) -> Any:
+    def flaky(session: Any, tenant: str, items: Any, *rest: Any) -> Any:
         if tenant == "broken":
             raise RuntimeError("disk on fire")
-        return real(session, tenant, items)
+        return real(session, tenant, items, *rest)
 
     monkeypatch.setattr(writer_mod, "stage_events", flaky)
     monkeypatch.setattr(writer_mod, "ingest_events", flaky)

@@ -135,7 +135,11 @@ def test_bad_bodies(client: TestClient, keys: dict[str, str]) -> None:
 
 @pytest.fixture
 def small_client(tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
-    cfg = WorkspaceConfig(api=ApiConfig(max_body_bytes=2000, max_events_per_batch=3))
+    cfg = WorkspaceConfig(
+        api=ApiConfig(
+            max_body_bytes=2000, max_events_per_batch=3, max_text_chars=20, max_comment_chars=5
+        )
+    )
     ws = Workspace.init(tmp_path / "small", cfg)
     key = create_api_key(ws.database_url, "acme", "ingest")
     with TestClient(create_app(ws, DEAD_UPSTREAM)) as c:
@@ -161,6 +165,20 @@ def test_limits_count_real_bytes_and_events(small_client: tuple[TestClient, str]
         413,
     )
     assert "max_events_per_batch" in err["message"]
+
+
+def test_text_limits_come_from_the_config(small_client: tuple[TestClient, str]) -> None:
+    client, key = small_client
+    exchange = {"messages": [{"role": "user", "content": "Hi?"}], "response": "Hello!"}
+    events = [
+        {"event_id": "long-edit", "kind": "edit", "value": "x" * 21, **exchange},
+        {"event_id": "long-comment", "kind": "comment", "value": "123456", **exchange},
+        {"event_id": "ok", "kind": "edit", "value": "x" * 20, **exchange},
+    ]
+    answer = client.post("/v1/feedback", json={"events": events}, headers=h(key)).json()
+    assert answer["accepted"] == 1
+    errors = [r["error"] for r in answer["rejected"]]
+    assert "longer than 20 characters" in errors[0] and "longer than 5 characters" in errors[1]
 
 
 def test_tenant_isolation(client: TestClient, ws: Workspace, keys: dict[str, str]) -> None:

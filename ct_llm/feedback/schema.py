@@ -48,6 +48,8 @@ def check_text(value: str) -> str:
     (valid as a JSON escape, but not encodable as UTF-8)."""
     if "\x00" in value:
         raise ValueError("text must not contain NUL (U+0000) characters")
+    if value.isascii():
+        return value  # the common case, without encoding a copy
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

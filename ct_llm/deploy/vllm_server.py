@@ -14,11 +14,11 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 
 from ct_llm.config import REPO_ROOT, ServingConfig
 from ct_llm.deploy.vllm_client import VllmClient
 from ct_llm.errors import ServingError
+from ct_llm.lifecycle import Service
 from ct_llm.workspace import Workspace
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
@@ -111,7 +111,7 @@ def meaningful_log_tail(text: str, lines: int = 8) -> str:
     return "\n".join(parts)
 
 
-class VllmServer:
+class VllmServer(Service):
     """One vLLM OpenAI-compatible server process in its own process group.
 
     Use as a context manager: `with VllmServer(model_dir, "smol", cfg, port=18001) as s: s.url`.
@@ -226,17 +226,6 @@ class VllmServer:
                 os.killpg(pgid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
-
-    def __enter__(self) -> VllmServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @contextlib.contextmanager

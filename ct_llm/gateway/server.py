@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
-from types import TracebackType
 from typing import Any
 
 import httpx
 import uvicorn
 
 from ct_llm.errors import CtLlmError
+from ct_llm.lifecycle import Service
 from ct_llm.workspace import Workspace
 
 
@@ -22,7 +22,7 @@ def run_api(ws: Workspace, upstream_url: str, host: str, port: int) -> None:
     uvicorn.run(create_app(ws, upstream_url), host=host, port=port, log_level="info")
 
 
-class ApiServerThread:
+class ApiServerThread(Service):
     """An ASGI app served by uvicorn in a background thread.
 
     with ApiServerThread(create_app(ws, upstream), "127.0.0.1", 18201) as server:
@@ -75,14 +75,3 @@ class ApiServerThread:
         if self.thread is not None:
             self.thread.join(timeout_s)
             self.thread = None
-
-    def __enter__(self) -> ApiServerThread:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

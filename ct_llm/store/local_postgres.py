@@ -17,9 +17,9 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
 from ct_llm.errors import CtLlmError
+from ct_llm.lifecycle import Service
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -38,7 +38,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class LocalPostgres:
+class LocalPostgres(Service):
     def __init__(self, port: int | None = None) -> None:
         bins = postgres_binaries()
         if bins is None:
@@ -102,14 +102,3 @@ class LocalPostgres:
             sql,
         )
         return res.stdout.strip()
-
-    def __enter__(self) -> LocalPostgres:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -4,7 +4,7 @@ immutable dataset version `datasets/<version>/` with a manifest that explains it
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,13 +19,18 @@ from ct_llm.curate.pairing import (
     build_preference_pairs,
     build_unpaired_examples,
 )
+from ct_llm.curate.pii import scrub
 from ct_llm.curate.split import split_by_conversation
 from ct_llm.errors import NoDataError
 from ct_llm.store.db import session_scope
 from ct_llm.store.models import ChatResponse, DatasetVersion, FeedbackEvent
 from ct_llm.workspace import Workspace
 
-RULES = ["edit->dpo_pair", "thumbs->kto_example (latest vote per response wins)"]
+RULES = [
+    "pii->typed placeholders (prompts, answers, edits, comments)",
+    "edit->dpo_pair",
+    "thumbs->kto_example (latest vote per response wins)",
+]
 
 
 @dataclass
@@ -38,7 +43,7 @@ class CurateResult:
         return {
             "version": self.version,
             "path": str(self.path) if self.path else None,
-            **{k: self.manifest[k] for k in ("counts", "drops", "source_events")},
+            **{k: self.manifest[k] for k in ("counts", "drops", "pii_scrubbed", "source_events")},
         }
 
 
@@ -79,6 +84,34 @@ def load_feedback_records(session: Session, tenant: str) -> tuple[list[FeedbackR
     return records, unjoined
 
 
+def _scrub_text(text: str, counts: dict[str, int]) -> str:
+    clean, found = scrub(text)
+    for kind, n in found.items():
+        counts[kind] = counts.get(kind, 0) + n
+    return clean
+
+
+def scrub_records(records: list[FeedbackRecord]) -> tuple[list[FeedbackRecord], dict[str, int]]:
+    """Every text a record carries with PII replaced by typed placeholders, and the counts per
+    type. Runs before pairing, so nothing downstream (pairs, hashes, files) ever sees the PII."""
+    counts: dict[str, int] = {}
+    out = []
+    for r in records:
+        messages = [
+            {**m, "content": _scrub_text(m["content"], counts)}
+            if isinstance(m.get("content"), str)
+            else m
+            for m in r.messages
+        ]
+        # Edits and comments are user text; a regenerate value is a response id, not text.
+        is_text = r.kind in ("edit", "comment") and isinstance(r.value, str)
+        value = _scrub_text(r.value, counts) if is_text else r.value
+        out.append(
+            replace(r, messages=messages, response=_scrub_text(r.response, counts), value=value)
+        )
+    return out, counts
+
+
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for row in rows:
@@ -102,6 +135,7 @@ def curate_dataset(ws: Workspace, tenant: str, *, dry_run: bool = False) -> Cura
     cfg = ws.config.curate
     with session_scope(ws.database_url) as session:
         records, unjoined = load_feedback_records(session, tenant)
+        records, pii_counts = scrub_records(records)
         stats = CurationStats()
         if unjoined:
             stats.drops["unknown_response"] = unjoined
@@ -126,6 +160,7 @@ def curate_dataset(ws: Workspace, tenant: str, *, dry_run: bool = False) -> Cura
             "config": cfg.model_dump(),
             "counts": {name: len(rows) for name, rows in splits.items()},
             "drops": stats.drops,
+            "pii_scrubbed": dict(sorted(pii_counts.items())),
             "source_events": {
                 "count": len(records) + unjoined,
                 "first_seq": min(seqs) if seqs else None,

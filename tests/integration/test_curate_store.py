@@ -123,3 +123,28 @@ def test_lineage_and_status_explain_a_version(empty_workspace):
     assert st["production"] == "default-assistant-v1" and st["feedback"]["total"] == 20
     with pytest.raises(RegistryError):
         explain_version(ws, "other", "default-assistant-v1")  # tenants never see each other
+
+
+def test_pii_never_reaches_the_dataset_files(empty_workspace):
+    ws = empty_workspace
+    seed_feedback(ws, "default", 12)
+    with session_scope(ws.database_url) as s:
+        s.add(
+            FeedbackEvent(
+                tenant="default",
+                event_id="pii-edit",
+                payload_hash="x",
+                kind="edit",
+                value="Write to jane.doe@example.com; card 4111 1111 1111 1111 is refunded.",
+                messages=[{"role": "user", "content": "I'm at 203.0.113.7, call +44 20 7946 0958"}],
+                response="30 days.",
+                conversation_id="c-pii",
+            )
+        )
+    res = curate_dataset(ws, "default")
+    text = "".join(p.read_text() for p in res.path.glob("*.jsonl"))
+    for secret in ("jane.doe@example.com", "4111 1111 1111 1111", "203.0.113.7", "7946 0958"):
+        assert secret not in text
+    assert "<EMAIL>" in text and "<CARD>" in text and "<IP>" in text and "<PHONE>" in text
+    manifest = json.loads((res.path / "manifest.json").read_text())
+    assert manifest["pii_scrubbed"] == {"CARD": 1, "EMAIL": 1, "IP": 1, "PHONE": 1}

@@ -12,7 +12,6 @@ cannot win. Prints one JSON object; progress goes to `log`.
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,15 +24,10 @@ import httpx
 
 from ct_llm.bench.load import Body, closed_loop, open_loop
 from ct_llm.errors import CtLlmError
+from ct_llm.net import free_port
 
 TARGETS = {"batch_events_per_s": 5000.0, "batch_ratio": 5.0, "single_p99_ms": 50.0}
 TENANT = "bench"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def event_body(prefix: str, n: int, size: int) -> dict[str, Any]:
@@ -67,7 +61,7 @@ class _Server:
         self.which = which
         self.ws = Workspace.init(root / which)
         self.key = create_api_key(self.ws.database_url, TENANT, "ingest")
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -10,7 +10,6 @@ gateway, on held-out paraphrases the model never trained on, and on a general re
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ct_llm.errors import CtLlmError
+from ct_llm.net import free_port
 from ct_llm.workspace import CONFIG_FILE, Workspace
 
 Log = Callable[[str], None]
@@ -25,12 +25,6 @@ TENANT = "northwind"
 TARGET_SUITE = "scenarios/shop_returns.yaml"
 REGRESSION_SUITE = "regression/general.yaml"
 STEPS = 7
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _prepare_workspace(root: Path, fresh: bool) -> Workspace:
@@ -49,8 +43,8 @@ def _prepare_workspace(root: Path, fresh: bool) -> Workspace:
             "tenant": TENANT,
             "eval": {"suites": [REGRESSION_SUITE, TARGET_SUITE]},
             # Ports picked at run time so the demo never collides with a running deployment.
-            "serving": {"port": _free_port()},
-            "api": {"port": _free_port()},
+            "serving": {"port": free_port()},
+            "api": {"port": free_port()},
         }
     )
     return Workspace.init(root, config)

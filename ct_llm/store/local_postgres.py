@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 from ct_llm.errors import CtLlmError
 from ct_llm.lifecycle import Service
+from ct_llm.net import free_port
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -32,12 +32,6 @@ def postgres_binaries() -> dict[str, str] | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class LocalPostgres(Service):
     def __init__(self, port: int | None = None) -> None:
         bins = postgres_binaries()
@@ -46,7 +40,7 @@ class LocalPostgres(Service):
         self.bins = bins
         self.root = Path(tempfile.mkdtemp(prefix="ct-llm-pg-"))
         self.data = self.root / "data"
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.as_root = os.geteuid() == 0
         self.started = False
 

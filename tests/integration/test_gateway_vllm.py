@@ -4,7 +4,6 @@ name them, and vLLM's own errors reach the client as OpenAI errors."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import httpx
@@ -16,6 +15,7 @@ from ct_llm.config import WorkspaceConfig
 from ct_llm.gateway.app import create_app
 from ct_llm.gateway.auth import create_api_key
 from ct_llm.gateway.server import ApiServerThread
+from ct_llm.net import free_port
 from ct_llm.store.db import session_scope
 from ct_llm.store.models import ChatResponse
 from ct_llm.workspace import Workspace
@@ -24,19 +24,13 @@ pytestmark = pytest.mark.integration
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_openai_client_plain_and_streaming_through_the_gateway(
     tmp_path: Path,
     vllm_server,  # type: ignore[no-untyped-def]
 ) -> None:
     ws = Workspace.init(tmp_path / "ws", WorkspaceConfig(serving={"url": vllm_server.url}))
     key = create_api_key(ws.database_url, ws.config.tenant, "ingest")
-    with ApiServerThread(create_app(ws, vllm_server.url), port=_free_port()) as api:
+    with ApiServerThread(create_app(ws, vllm_server.url), port=free_port()) as api:
         client = openai.OpenAI(base_url=f"{api.url}/v1", api_key=key, max_retries=0)
 
         raw = client.chat.completions.with_raw_response.create(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from sqlalchemy import select
 
 from ct_llm.config import WorkspaceConfig
 from ct_llm.gateway.auth import create_api_key
+from ct_llm.net import free_port
 from ct_llm.store.db import session_scope
 from ct_llm.store.models import FeedbackEvent
 from ct_llm.workspace import Workspace
@@ -27,12 +27,6 @@ pytestmark = pytest.mark.integration
 
 CLIENTS, BATCH = 4, 25
 KILLS = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Api:
@@ -116,7 +110,7 @@ def _event(event_id: str, i: int) -> dict[str, object]:
 def test_acknowledged_events_survive_sigkill(tmp_path: Path, database_url: str | None) -> None:
     ws = Workspace.init(tmp_path / "ws", WorkspaceConfig(database_url=database_url))
     key = create_api_key(ws.database_url, "acme", "ingest")
-    api = Api(ws, _free_port(), tmp_path / "api.log")
+    api = Api(ws, free_port(), tmp_path / "api.log")
     api.start()
     url = f"http://127.0.0.1:{api.port}/v1/feedback"
     finish = threading.Event()

@@ -5,21 +5,16 @@ that the lineage explains it."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import httpx
 import pytest
 
+from ct_llm.net import free_port
+
 pytestmark = pytest.mark.integration
 
 TENANT = "looptest"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _ask(client, questions: list[str]) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
@@ -72,7 +67,7 @@ def test_one_cycle_changes_what_the_gateway_serves(
     key = create_api_key(ws.database_url, TENANT, "ingest")
     questions = scenario.TRAIN_QUESTIONS[:12]
 
-    with ApiServerThread(create_app(ws, vllm_server.url), port=_free_port()) as api:
+    with ApiServerThread(create_app(ws, vllm_server.url), port=free_port()) as api:
         client = OpenAI(base_url=f"{api.url}/v1", api_key=key, max_retries=0)
         before = _ask(client, questions)
         assert {v for _, _, v in before} == {ws.config.base_model}

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ct_llm.errors import ConfigError
 
@@ -67,11 +67,96 @@ class ApiConfig(_Strict):
     """Timeout of a proxied chat completion."""
 
 
+RULES = (
+    "edit_pair",
+    "thumbs_pair",
+    "rating_pair",
+    "regenerate_pair",
+    "thumbs_kto",
+    "sft_top_rated",
+    "sft_edit",
+)
+
+# Chat-template markers of the common open-weights families; user text containing one could
+# forge turns once templated.
+CONTROL_TOKENS = [
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|begin_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "[INST]",
+    "[/INST]",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|end|>",
+]
+
+
+class GuardsConfig(_Strict):
+    max_user_share: float = Field(0.02, gt=0, le=1)
+    """Most rows of a dataset version that one user's feedback may make."""
+    min_rows_per_user: int = Field(1, ge=0)
+    """The cap never goes below this many rows per user (small versions)."""
+    trusted_users: list[str] = []
+    """fnmatch patterns of user ids (operators, annotators) exempt from the cap and quarantine."""
+    cap_anonymous: bool = True
+    """Feedback without a user id is capped as if one user sent it all; false exempts it (for
+    chatbots that send no user ids, at the price of the guard)."""
+    thumbs_pair_min_users: int = Field(1, ge=1)
+    """Distinct users who must agree on each side of a pair built from thumbs."""
+    burst_volume_factor: float = Field(10.0, gt=1)
+    """Quarantine a user with more events than this many times the median user."""
+    burst_min_events: int = Field(50, ge=1)
+    """...and at least this many events in the window."""
+    burst_vote_z: float = Field(5.0, gt=0)
+    """Quarantine a user whose thumbs-down rate is this many standard errors from everyone
+    else's."""
+    burst_min_votes: int = Field(30, ge=1)
+    """...when the user cast at least this many thumbs."""
+
+
+class ReplayConfig(_Strict):
+    fraction: float = Field(0.25, ge=0)
+    """Rows drawn from the parent version's training split, as a share of the new rows."""
+    golden_fraction: float = Field(1.0, ge=0, le=1)
+    """Share of the tenant's imported golden examples mixed into every version."""
+
+
 class CurateConfig(_Strict):
     heldout_fraction: float = Field(0.2, ge=0, lt=1)
     """Share of conversations kept out of training for evaluation."""
     seed: int = 0
-    """Seed of the conversation-level split (hash salt)."""
+    """Seed of the conversation-level split and the replay sample."""
+    window: str = Field("new", pattern="^(new|all)$")
+    """`new`: events since the parent version (plus replay); `all`: every event again."""
+    rules: list[str] = [r for r in RULES if r != "regenerate_pair"]
+    """Pairing rules to run (curate/rules.py); `regenerate_pair` is opt-in."""
+    rating_margin: int = Field(2, ge=1, le=4)
+    """Ratings on one prompt pair up when their means differ by at least this much."""
+    sft_min_rating: float = Field(5, ge=1, le=5)
+    """An answer rated at least this (mean over users) becomes an SFT example."""
+    max_turn_chars: int = Field(8000, ge=1)
+    """A message or answer longer than this drops the example."""
+    control_tokens: list[str] = CONTROL_TOKENS
+    """Strings that may not appear in any message or answer."""
+    near_dup: bool = True
+    """Drop near-duplicates (MinHash LSH) as well as exact duplicates."""
+    guards: GuardsConfig = GuardsConfig()
+    replay: ReplayConfig = ReplayConfig()
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, rules: list[str]) -> list[str]:
+        unknown = sorted(set(rules) - set(RULES))
+        if unknown:
+            raise ValueError(f"unknown rule(s) {unknown}; known: {list(RULES)}")
+        return rules
 
 
 class EvalConfig(_Strict):

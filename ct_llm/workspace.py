@@ -69,6 +69,11 @@ class Workspace:
         return self.root / "datasets"
 
     @property
+    def golden_dir(self) -> Path:
+        """Imported golden examples, `<tenant>/<sha>.jsonl`, mixed into every dataset version."""
+        return self.root / "golden"
+
+    @property
     def adapters_dir(self) -> Path:
         return self.root / "adapters"
 

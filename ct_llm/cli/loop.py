@@ -24,16 +24,36 @@ def curate(
     workspace: Path = WorkspaceOpt,
     tenant: str = TenantOpt,
     as_json: bool = JsonOpt,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the statistics, write nothing."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Run everything and print the statistics; write nothing."
+    ),
+    import_path: Path = typer.Option(
+        None,
+        "--import",
+        help="Golden examples (JSONL, one DPO/KTO/SFT row per line) to validate, scrub, keep for "
+        "every later version, and mix into this one.",
+    ),
 ) -> None:
-    """Turn feedback into a new immutable dataset version (DPO pairs, KTO examples, held-out)."""
+    """Turn new feedback into an immutable dataset version: pairing rules, PII scrubbing,
+    validation, dedup, per-user cap and quarantine, replay, split by conversation, Parquet."""
     from ct_llm.curate.dataset import curate_dataset
 
     ws, tenant = open_workspace(workspace, tenant)
-    res = curate_dataset(ws, tenant, dry_run=dry_run).to_dict()
-    counts = ", ".join(f"{k}={v}" for k, v in res["counts"].items())
+    on_progress = None if as_json else (lambda n: progress(f"  {n:,} events read"))
+    res = curate_dataset(
+        ws, tenant, dry_run=dry_run, import_path=import_path, on_progress=on_progress
+    ).to_dict()
+    counts = "  ".join(
+        f"{kind} {c.get('train', 0)}+{c.get('test', 0)}" for kind, c in res["counts"].items()
+    )
     what = "would write" if dry_run else f"wrote {res['version']}:"
-    emit(res, as_json, f"{what} {counts}; drops: {res['drops'] or 'none'}")
+    lines = [f"{what} {counts} (train+held-out rows)"]
+    lines.append(f"  drops: {res['drops'] or 'none'}")
+    if res["pii_scrubbed"]:
+        lines.append(f"  PII replaced: {res['pii_scrubbed']}")
+    for q in res["quarantined"]:
+        lines.append(f"  quarantined {q['user']} ({q['events']} events): {q['reason']}")
+    emit(res, as_json, "\n".join(lines))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

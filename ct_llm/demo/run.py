@@ -45,6 +45,9 @@ def _prepare_workspace(root: Path, fresh: bool) -> Workspace:
             # Ports picked at run time so the demo never collides with a running deployment.
             "serving": {"port": free_port()},
             "api": {"port": free_port()},
+            # The demo's corrections come from three support agents: trusted reviewers, exempt
+            # from the per-user cap and the burst quarantine that guard against end users.
+            "curate": {"guards": {"trusted_users": ["agent-*"]}},
         }
     )
     return Workspace.init(root, config)

@@ -16,6 +16,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ct_llm.feedback.context import context_hash
 from ct_llm.feedback.schema import (
     DEFAULT_LIMITS,
     FeedbackEventIn,
@@ -74,28 +75,42 @@ def _known_hashes(session: Session, tenant: str, event_ids: Iterable[str]) -> di
     return out
 
 
+@dataclass(frozen=True)
+class _Joined:
+    """What an event inherits from the response it is about."""
+
+    conversation_id: str | None
+    model_version: str
+    context_hash: str | None
+
+
 def _known_responses(
     session: Session, tenant: str, response_ids: Iterable[str]
-) -> dict[str, tuple[str | None, str]]:
-    """response_id -> (conversation_id, model_version), only for this tenant's responses: another
-    tenant's response_id is as unknown as a made-up one."""
+) -> dict[str, _Joined]:
+    """Only this tenant's responses: another tenant's response_id is as unknown as a made-up
+    one."""
     ids = sorted(set(response_ids))
-    out: dict[str, tuple[str | None, str]] = {}
+    out: dict[str, _Joined] = {}
+    cols = (
+        ChatResponse.id,
+        ChatResponse.conversation_id,
+        ChatResponse.model_version,
+        ChatResponse.context_hash,
+    )
     for chunk in _chunks(ids):
         rows = session.execute(
-            select(ChatResponse.id, ChatResponse.conversation_id, ChatResponse.model_version).where(
-                ChatResponse.tenant == tenant, ChatResponse.id.in_(chunk)
-            )
+            select(*cols).where(ChatResponse.tenant == tenant, ChatResponse.id.in_(chunk))
         )
-        out.update({rid: (conv, mv) for rid, conv, mv in rows})
+        out.update({rid: _Joined(conv, mv, ctx) for rid, conv, mv, ctx in rows})
     return out
 
 
-def _row(
-    tenant: str, ev: FeedbackEventIn, digest: str, joined: tuple[str | None, str] | None
-) -> dict[str, Any]:
+def _row(tenant: str, ev: FeedbackEventIn, digest: str, joined: _Joined | None) -> dict[str, Any]:
     """The column values of one stored event (ORM attribute names, for a bulk INSERT)."""
     messages = [m.model_dump(exclude_none=True) for m in ev.messages] if ev.messages else None
+    # An event that carries its own messages is about them; otherwise about its response's.
+    inherited = joined.context_hash if joined else None
+    ctx = context_hash(messages) if messages else inherited
     now = utcnow()
     return {
         "tenant": tenant,
@@ -104,11 +119,12 @@ def _row(
         "kind": ev.kind,
         "value": ev.value,
         "response_id": ev.response_id,
-        "conversation_id": ev.conversation_id or (joined[0] if joined else None),
+        "conversation_id": ev.conversation_id or (joined.conversation_id if joined else None),
         "user_id": ev.user_id,
-        "model_version": ev.model_version or (joined[1] if joined else None),
+        "model_version": ev.model_version or (joined.model_version if joined else None),
         "messages": messages,
         "response": ev.response,
+        "context_hash": ctx,
         "metadata_": ev.metadata,
         "created_at": ev.created_at or now,
         "received_at": now,

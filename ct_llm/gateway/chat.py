@@ -18,6 +18,7 @@ import httpx
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ct_llm.feedback.context import context_hash
 from ct_llm.gateway.auth import ApiError, error_body
 from ct_llm.monitor.metrics import ApiMetrics
 from ct_llm.registry.registry import resolve_route
@@ -133,6 +134,7 @@ def _route(state: GatewayState, tenant: str, key: str) -> Route:
 
 
 def _log(state: GatewayState, **row: Any) -> None:
+    row["context_hash"] = context_hash(row["messages"])
     with session_scope(state.database_url) as session:
         session.add(ChatResponse(**row))
 

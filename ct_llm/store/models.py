@@ -51,6 +51,8 @@ class ChatResponse(Base):
     conversation_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
     messages: Mapped[list[Any]] = mapped_column(JSON)
     response: Mapped[str] = mapped_column(Text)
+    context_hash: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """feedback/context.py: responses to the same messages share it (regenerations)."""
     model_version: Mapped[str] = mapped_column(String(256))
     latency_ms: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -58,7 +60,11 @@ class ChatResponse(Base):
 
 class FeedbackEvent(Base):
     __tablename__ = "feedback_events"
-    __table_args__ = (UniqueConstraint("tenant", "event_id", name="uq_feedback_tenant_event"),)
+    __table_args__ = (
+        UniqueConstraint("tenant", "event_id", name="uq_feedback_tenant_event"),
+        # Curation walks this index: a tenant's events grouped by prompt context, in order.
+        Index("ix_feedback_tenant_context_seq", "tenant", "context_hash", "seq"),
+    )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant: Mapped[str] = mapped_column(String(64), index=True)
     event_id: Mapped[str] = mapped_column(String(256))
@@ -71,6 +77,8 @@ class FeedbackEvent(Base):
     model_version: Mapped[str | None] = mapped_column(String(256), nullable=True)
     messages: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     response: Mapped[str | None] = mapped_column(Text, nullable=True)
+    context_hash: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """Of the event's own messages, else of the response it is about (set at ingestion)."""
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

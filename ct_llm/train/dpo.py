@@ -1,7 +1,9 @@
 """DPO training of a LoRA adapter with TRL: setup -> build -> fit -> save.
 
-Input: a curated dataset version (`dpo_train.jsonl` + `manifest.json`). Output: one adapter folder
-written atomically (`adapter_model.safetensors`, `adapter_config.json`, `ct-llm-train.json`).
+Input: a curated dataset version in the layout of `ct_llm.curate.layout` (`dpo/train.parquet`,
+plus `kto/train.parquet` and `sft/train.parquet` for anchors, and `manifest.json`). Output: one
+adapter folder written atomically (`adapter_model.safetensors`, `adapter_config.json`,
+`ct-llm-train.json`).
 The reference policy is the model the adapter starts from (no second model in memory): the base
 model with the adapter disabled, or, on a warm start, a frozen copy of the starting adapter.
 
@@ -25,10 +27,10 @@ from typing import Any
 
 from ct_llm.atomic import atomic_directory, atomic_write_json, sha256_file
 from ct_llm.config import REPO_ROOT
+from ct_llm.curate.layout import read_rows, split_path
 from ct_llm.errors import ConfigError, NoDataError
 from ct_llm.train.recipe import Recipe, recipe_to_dict
 
-TRAIN_FILE = "dpo_train.jsonl"
 RECORD_FILE = "ct-llm-train.json"
 _PAIR_KEYS = ("prompt", "chosen", "rejected")
 # Metrics copied from the last TRL log that has them into the returned summary.
@@ -44,28 +46,42 @@ _FINAL_KEYS = (
 
 
 def load_pairs(dataset_dir: Path) -> list[dict[str, Any]]:
-    """The preference pairs of a dataset version, reduced to what DPO reads."""
-    path = dataset_dir / TRAIN_FILE
+    """The preference pairs of a dataset version (`dpo/train.parquet`), reduced to what DPO
+    reads."""
+    path = split_path(dataset_dir, "dpo", "train")
     if not path.is_file():
+        if (dataset_dir / "manifest.json").is_file():
+            # A split with no rows has no file: the version exists but holds no pairs.
+            raise NoDataError(
+                f"dataset version {dataset_dir} holds no preference pairs (no {path.name} in "
+                f"{path.parent}); collect edit feedback and run `ct-llm curate`"
+            )
         raise NoDataError(f"{path} does not exist; run `ct-llm curate` to write a dataset version")
+    rows = read_split(dataset_dir, "dpo", "train")
     pairs = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                raise ConfigError(f"{path}:{n} is not valid JSON; re-run `ct-llm curate`") from None
-            missing = [k for k in _PAIR_KEYS if not row.get(k)]
-            if missing:
-                raise ConfigError(f"{path}:{n} lacks {', '.join(missing)}; re-run `ct-llm curate`")
-            pairs.append({k: row[k] for k in _PAIR_KEYS})
+    for n, row in enumerate(rows, 1):
+        missing = [k for k in _PAIR_KEYS if not row.get(k)]
+        if missing:
+            raise ConfigError(f"{path} row {n} lacks {', '.join(missing)}; re-run `ct-llm curate`")
+        pairs.append({k: row[k] for k in _PAIR_KEYS})
     if not pairs:
         raise NoDataError(
             f"{path} holds no preference pairs; collect edit feedback and run `ct-llm curate`"
         )
     return pairs
+
+
+def read_split(dataset_dir: Path, kind: str, split: str = "train") -> list[dict[str, Any]]:
+    """`read_rows`, with an unreadable file reported as a ConfigError naming it."""
+    import pyarrow as pa
+
+    try:
+        return read_rows(dataset_dir, kind, split)
+    except (pa.ArrowException, OSError) as e:
+        path = split_path(dataset_dir, kind, split)
+        raise ConfigError(
+            f"{path} is not a readable Parquet file ({e}); re-run `ct-llm curate`"
+        ) from None
 
 
 def _dataset_info(dataset_dir: Path) -> dict[str, Any]:

@@ -7,7 +7,9 @@ are fed to DPO as pairs whose chosen and rejected answers are identical, so the 
 gives them exactly zero gradient and only the `sft_weight` term sees them.
 
 Two sources:
-- thumbs-up answers in the dataset version (`kto_train.jsonl`, label true): users liked them;
+- thumbs-up answers in the dataset version (`kto/train.parquet`, label true): users liked them
+  as they are. (SFT rows are not anchors: edited answers are the behaviour being taught, already
+  in the DPO pairs' chosen side.)
 - replay prompts (a recipe file of general questions), answered greedily by the starting model
   (base, or base + warm-start adapter) right before training: self-distillation, a cheap stand-in
   for a KL penalty on general chat.
@@ -26,18 +28,22 @@ Messages = list[dict[str, str]]
 
 
 def thumbs_up_anchors(dataset_dir: Path) -> list[dict[str, Any]]:
-    """Thumbs-up answers of a dataset version as anchor pairs (none when the file is absent)."""
-    path = dataset_dir / "kto_train.jsonl"
-    if not path.is_file():
-        return []
-    anchors = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if row.get("label") is True and row.get("prompt") and row.get("completion"):
-                anchors.append(anchor_pair(row["prompt"], row["completion"][-1]["content"]))
+    """Thumbs-up answers of a dataset version (`kto/train.parquet`, label true) as anchor pairs,
+    identical ones once; none when the split has no file."""
+    from ct_llm.train.dpo import read_split
+
+    rows = [r for r in read_split(dataset_dir, "kto") if r.get("label") is True]
+    anchors: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for row in rows:
+        prompt, completion = row.get("prompt"), row.get("completion")
+        if not prompt or not completion or not completion[-1].get("content"):
+            continue
+        anchor = anchor_pair(prompt, completion[-1]["content"])
+        key = json.dumps(anchor, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            anchors.append(anchor)
     return anchors
 
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from dataset_files import write_manifest, write_split
 
 from ct_llm.train.recipe import load_recipe
 
@@ -23,12 +24,10 @@ def _tiny_dataset(root: Path) -> Path:
                 "prompt": [{"role": "user", "content": f"How long can I return item {i}?"}],
                 "chosen": [{"role": "assistant", "content": "You have 60 days to return it."}],
                 "rejected": [{"role": "assistant", "content": "You have 30 days to return it."}],
-                "event_id": f"e{i}",
-                "conversation_id": f"c{i}",
             }
         )
-    (root / "dpo_train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    (root / "manifest.json").write_text(json.dumps({"version": "gpu-test", "files": {}}))
+    write_split(root, "dpo", "train", rows)
+    write_manifest(root, "gpu-test")
     return root
 
 

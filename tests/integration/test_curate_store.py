@@ -7,6 +7,8 @@ import json
 import pytest
 
 from ct_llm.curate.dataset import curate_dataset
+from ct_llm.curate.layout import read_rows
+from ct_llm.feedback.context import context_hash
 from ct_llm.errors import NoDataError, RegistryError
 from ct_llm.loop.cycle import run_cycle
 from ct_llm.monitor.status import workspace_status
@@ -18,15 +20,36 @@ from ct_llm.store.models import ChatResponse, DatasetVersion, FeedbackEvent
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture
+def ws(empty_workspace):  # type: ignore[no-untyped-def]
+    """These tests check the pipeline's plumbing with a few users and templated texts; the
+    per-user cap (2% of a version by default) and near-duplicate removal have their own tests,
+    so here they are off."""
+    empty_workspace.config.curate.guards.max_user_share = 1.0
+    empty_workspace.config.curate.near_dup = False
+    return empty_workspace
+
+
+def test_templated_feedback_is_near_duplicate_and_dropped(empty_workspace):
+    ws = empty_workspace
+    ws.config.curate.guards.max_user_share = 1.0
+    seed_feedback(ws, "default", 20)  # the same question and answers but for a number
+    manifest = curate_dataset(ws, "default").manifest
+    assert manifest["drops"]["near_duplicate"] == 57
+    assert all(sum(c.values()) == 1 for c in manifest["counts"].values())
+
+
 def seed_feedback(ws, tenant: str, n: int, offset: int = 0) -> None:  # type: ignore[no-untyped-def]
     with session_scope(ws.database_url) as s:
         for i in range(offset, offset + n):
             msgs = [{"role": "user", "content": f"How long is the return window? ({i})"}]
+            ctx = context_hash(msgs)
             s.add(
                 ChatResponse(
                     id=f"r{tenant}{i}",
                     tenant=tenant,
                     conversation_id=f"c{i}",
+                    context_hash=ctx,
                     messages=msgs,
                     response="30 days.",
                     model_version="base",
@@ -41,6 +64,8 @@ def seed_feedback(ws, tenant: str, n: int, offset: int = 0) -> None:  # type: ig
                     kind="edit",
                     value=f"You have 60 days ({i}).",
                     response_id=f"r{tenant}{i}",
+                    context_hash=ctx,
+                    user_id=f"user{i}",
                 )
             )
             s.add(
@@ -51,44 +76,62 @@ def seed_feedback(ws, tenant: str, n: int, offset: int = 0) -> None:  # type: ig
                     kind="thumbs",
                     value=False,
                     response_id=f"r{tenant}{i}",
+                    context_hash=ctx,
+                    user_id=f"user{i}",
                 )
             )
 
 
-def test_curate_writes_an_immutable_versioned_dataset(empty_workspace):
-    ws = empty_workspace
+def test_curate_writes_an_immutable_versioned_dataset(ws):
     seed_feedback(ws, "default", 20)
     seed_feedback(ws, "other", 5)
     res = curate_dataset(ws, "default")
     assert res.version == "default-data-v1"
-    files = {p.name for p in res.path.iterdir()}
-    assert {"dpo_train.jsonl", "dpo_heldout.jsonl", "kto_train.jsonl", "manifest.json"} <= files
+    files = {str(p.relative_to(res.path)) for p in res.path.rglob("*") if p.is_file()}
+    assert {"dpo/train.parquet", "dpo/test.parquet", "kto/train.parquet", "manifest.json"} <= files
     manifest = json.loads((res.path / "manifest.json").read_text())
     counts = manifest["counts"]
-    assert counts["dpo_train"] + counts["dpo_heldout"] == 20  # the other tenant's 5 stay out
-    assert counts["dpo_heldout"] > 0 and counts["dpo_train"] > 0
-    assert manifest["source_events"] == {"count": 40, "first_seq": 1, "last_seq": 40}
-    row = json.loads((res.path / "dpo_train.jsonl").read_text().splitlines()[0])
+    assert counts["dpo"]["train"] + counts["dpo"]["test"] == 20  # the other tenant's 5 stay out
+    assert counts["dpo"]["test"] > 0 and counts["dpo"]["train"] > 0
+    assert sum(counts["sft"].values()) == 20 and sum(counts["kto"].values()) == 20
+    assert manifest["source_events"]["count"] == 40
+    assert (manifest["source_events"]["first_seq"], manifest["source_events"]["last_seq"]) == (
+        1,
+        40,
+    )
+    assert set(manifest["files"]) == files - {"manifest.json"}
+    row = read_rows(res.path, "dpo")[0]
+    assert set(row) == {"prompt", "chosen", "rejected"}
     assert row["chosen"][0]["content"].startswith("You have 60 days")
     assert row["rejected"][0]["content"] == "30 days."
     with session_scope(ws.database_url) as s:
         assert s.get(DatasetVersion, "default-data-v1").max_event_seq == 40
-    # a second run is a new version with the first as parent; nothing is overwritten
-    assert curate_dataset(ws, "default").manifest["parent"] == "default-data-v1"
+    # Only new events make the next version: with none, there is nothing to curate.
+    with pytest.raises(NoDataError, match="since default-data-v1"):
+        curate_dataset(ws, "default")
+    seed_feedback(ws, "default", 8, offset=100)
+    second = curate_dataset(ws, "default")
+    assert second.manifest["parent"] == "default-data-v1"
+    assert second.manifest["source_events"]["count"] == 16
+    # Replay: a quarter of the new rows' count, drawn from the parent's training rows.
+    assert second.manifest["replay"]["from"] == "default-data-v1"
+    assert second.manifest["replay"]["rows"]["dpo"] == round(
+        0.25
+        * (second.manifest["counts"]["dpo"]["train"] - second.manifest["replay"]["rows"]["dpo"])
+    )
 
 
-def test_dry_run_writes_nothing_and_no_data_is_a_clear_error(empty_workspace):
-    ws = empty_workspace
+def test_dry_run_writes_nothing_and_no_data_is_a_clear_error(ws):
     with pytest.raises(NoDataError, match="nothing to curate"):
         curate_dataset(ws, "default")
     seed_feedback(ws, "default", 3)
     res = curate_dataset(ws, "default", dry_run=True)
-    assert res.version is None and sum(res.manifest["counts"].values()) == 6
+    assert res.version is None
+    assert sum(n for kind in res.manifest["counts"].values() for n in kind.values()) == 9
     assert list(ws.datasets_dir.iterdir()) == []
 
 
-def test_cycle_without_trigger_skips_and_records_why(empty_workspace):
-    ws = empty_workspace
+def test_cycle_without_trigger_skips_and_records_why(ws):
     seed_feedback(ws, "default", 2)  # 4 usable events < default threshold 8
     res = run_cycle(ws, "default")
     assert res["trained"] is False
@@ -96,8 +139,7 @@ def test_cycle_without_trigger_skips_and_records_why(empty_workspace):
     assert workspace_status(ws, "default")["last_cycle"]["outcome"] == "skipped"
 
 
-def test_lineage_and_status_explain_a_version(empty_workspace):
-    ws = empty_workspace
+def test_lineage_and_status_explain_a_version(ws):
     seed_feedback(ws, "default", 10)
     ds = curate_dataset(ws, "default")
     with session_scope(ws.database_url) as s:
@@ -125,8 +167,7 @@ def test_lineage_and_status_explain_a_version(empty_workspace):
         explain_version(ws, "other", "default-assistant-v1")  # tenants never see each other
 
 
-def test_pii_never_reaches_the_dataset_files(empty_workspace):
-    ws = empty_workspace
+def test_pii_never_reaches_the_dataset_files(ws):
     seed_feedback(ws, "default", 12)
     with session_scope(ws.database_url) as s:
         s.add(
@@ -142,9 +183,12 @@ def test_pii_never_reaches_the_dataset_files(empty_workspace):
             )
         )
     res = curate_dataset(ws, "default")
-    text = "".join(p.read_text() for p in res.path.glob("*.jsonl"))
+    text = json.dumps(
+        [read_rows(res.path, k, s) for k in ("dpo", "kto", "sft") for s in ("train", "test")]
+    )
     for secret in ("jane.doe@example.com", "4111 1111 1111 1111", "203.0.113.7", "7946 0958"):
         assert secret not in text
     assert "<EMAIL>" in text and "<CARD>" in text and "<IP>" in text and "<PHONE>" in text
     manifest = json.loads((res.path / "manifest.json").read_text())
-    assert manifest["pii_scrubbed"] == {"CARD": 1, "EMAIL": 1, "IP": 1, "PHONE": 1}
+    # Each placeholder in the files counts: the edit is both a DPO pair and an SFT example.
+    assert manifest["pii_scrubbed"] == {"CARD": 2, "EMAIL": 2, "IP": 2, "PHONE": 2}

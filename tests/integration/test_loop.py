@@ -60,6 +60,7 @@ def test_one_cycle_changes_what_the_gateway_serves(
             # This test checks the loop's mechanics with few training steps; quality bars are the
             # demo's job, so the gate here only refuses a candidate that loses target behaviour.
             "gate": {"max_regression_drop": 1.0, "min_target_gain": 0.0},
+            "curate": {"guards": {"trusted_users": ["agent-*"]}},
         }
     )
     ws = Workspace.init(tmp_path / "ws", config)
@@ -75,6 +76,7 @@ def test_one_cycle_changes_what_the_gateway_serves(
             {
                 "event_id": f"edit-{rid}",
                 "kind": "edit",
+                "user_id": "agent-1",
                 "response_id": rid,
                 "value": scenario.corrected_answer(q),
             }
@@ -102,7 +104,7 @@ def test_one_cycle_changes_what_the_gateway_serves(
 
     info = explain_version(ws, TENANT, version)
     assert info["dataset"]["version"] == result["dataset"]["version"]
-    assert info["dataset"]["counts"]["dpo_train"] + info["dataset"]["counts"]["dpo_heldout"] == 12
+    assert sum(info["dataset"]["counts"]["dpo"].values()) == 12
     actions = [h["action"] for h in info["history"]]
     assert actions == ["train", "eval", "gate", "deploy", "cycle", "promote"], actions
     assert info["state"] == "production" and info["undo"]

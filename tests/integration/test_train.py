@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from dataset_files import write_manifest, write_split
 
 from ct_llm.errors import NoDataError
 from ct_llm.train.recipe import Recipe
@@ -18,31 +19,27 @@ SYSTEM = {"role": "system", "content": "You are a shop assistant."}
 def _dataset(root: Path) -> Path:
     root.mkdir()
     rows = []
-    for i, q in enumerate(
-        [
-            "How long do I have to return shoes?",
-            "What is the return window?",
-            "Can I send my tent back?",
-            "Until when are returns accepted?",
-        ]
-    ):
+    for q in [
+        "How long do I have to return shoes?",
+        "What is the return window?",
+        "Can I send my tent back?",
+        "Until when are returns accepted?",
+    ]:
         rows.append(
             {
                 "prompt": [SYSTEM, {"role": "user", "content": q}],
                 "chosen": [{"role": "assistant", "content": "You have 60 days to return it."}],
                 "rejected": [{"role": "assistant", "content": "Returns are not possible, sorry."}],
-                "event_id": f"e{i}",
-                "conversation_id": f"c{i}",
             }
         )
-    (root / "dpo_train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_split(root, "dpo", "train", rows)
     thumbs = {
         "prompt": [SYSTEM, {"role": "user", "content": "Hi!"}],
         "completion": [{"role": "assistant", "content": "Hello! How can I help?"}],
         "label": True,
     }
-    (root / "kto_train.jsonl").write_text(json.dumps(thumbs) + "\n")
-    (root / "manifest.json").write_text(json.dumps({"version": "t-data-v1", "files": {}}))
+    write_split(root, "kto", "train", [thumbs])
+    write_manifest(root, "t-data-v1")
     return root
 
 
@@ -114,7 +111,7 @@ def test_empty_dataset_is_no_data(tmp_path: Path, base_model_dir: Path) -> None:
 
     data = tmp_path / "data"
     data.mkdir()
-    (data / "dpo_train.jsonl").write_text("")
+    write_split(data, "dpo", "train", [])
     with pytest.raises(NoDataError):
         train_adapter(_recipe(), base_model_dir, data, tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -6,12 +6,18 @@ import json
 from pathlib import Path
 
 import pytest
+from dataset_files import write_manifest, write_split
 
 from ct_llm.errors import ConfigError, NoDataError
-from ct_llm.train.dpo import _summarise, load_pairs
+from ct_llm.train.dpo import _dataset_info, _summarise, load_pairs
 from ct_llm.train.replay import anchor_pair, load_replay_prompts, thumbs_up_anchors
 
 PROMPT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Returns?"}]
+PAIR = {
+    "prompt": PROMPT,
+    "chosen": [{"role": "assistant", "content": "60 days."}],
+    "rejected": [{"role": "assistant", "content": "30 days."}],
+}
 
 
 def _jsonl(path: Path, rows: list[dict]) -> None:
@@ -19,47 +25,101 @@ def _jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def test_load_pairs_keeps_only_what_dpo_reads(tmp_path: Path) -> None:
-    row = {
-        "prompt": PROMPT,
-        "chosen": [{"role": "assistant", "content": "60 days."}],
-        "rejected": [{"role": "assistant", "content": "30 days."}],
-        "event_id": "e1",
-        "conversation_id": "c1",
-    }
-    _jsonl(tmp_path / "dpo_train.jsonl", [row, row])
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ct_llm.curate.layout import SCHEMAS
+
+    # The layout has no extra columns, but a reader must not pass any on to TRL.
+    schema = SCHEMAS["dpo"].append(pa.field("event_id", pa.string()))
+    path = tmp_path / "dpo" / "train.parquet"
+    path.parent.mkdir()
+    pq.write_table(pa.Table.from_pylist([{**PAIR, "event_id": "e1"}] * 2, schema=schema), path)
     pairs = load_pairs(tmp_path)
     assert len(pairs) == 2
     assert set(pairs[0]) == {"prompt", "chosen", "rejected"}
-    assert pairs[0]["chosen"][0]["content"] == "60 days."
+    assert pairs[0]["chosen"] == [{"role": "assistant", "content": "60 days."}]
+    assert pairs[0]["prompt"] == PROMPT
+
+
+def test_held_out_pairs_are_not_trained_on(tmp_path: Path) -> None:
+    write_split(tmp_path, "dpo", "train", [PAIR])
+    write_split(tmp_path, "dpo", "test", [PAIR, PAIR])
+    assert load_pairs(tmp_path) == [PAIR]
 
 
 def test_missing_or_empty_dataset_is_no_data(tmp_path: Path) -> None:
-    with pytest.raises(NoDataError, match="ct-llm curate"):
+    with pytest.raises(NoDataError, match="does not exist; run `ct-llm curate`"):
         load_pairs(tmp_path)
-    (tmp_path / "dpo_train.jsonl").write_text("\n")
-    with pytest.raises(NoDataError, match="no preference pairs"):
+    # A version whose dpo split has no rows has no dpo/train.parquet at all.
+    write_manifest(tmp_path, "t-data-v1")
+    write_split(tmp_path, "kto", "train", [])
+    with pytest.raises(NoDataError, match="no preference pairs.*ct-llm curate"):
+        load_pairs(tmp_path)
+    write_split(tmp_path, "dpo", "train", [])
+    with pytest.raises(NoDataError, match="no preference pairs.*ct-llm curate"):
         load_pairs(tmp_path)
 
 
-def test_malformed_rows_name_the_line(tmp_path: Path) -> None:
-    (tmp_path / "dpo_train.jsonl").write_text('{"prompt": [1], "chosen": [1]}\n')
-    with pytest.raises(ConfigError, match=r"dpo_train.jsonl:1 lacks rejected"):
+def test_malformed_rows_name_the_file_and_row(tmp_path: Path) -> None:
+    write_split(tmp_path, "dpo", "train", [PAIR, {**PAIR, "rejected": []}])
+    with pytest.raises(ConfigError, match=r"dpo/train\.parquet row 2 lacks rejected"):
         load_pairs(tmp_path)
-    (tmp_path / "dpo_train.jsonl").write_text("not json\n")
-    with pytest.raises(ConfigError, match=r":1 is not valid JSON"):
+    (tmp_path / "dpo" / "train.parquet").write_text("not parquet\n")
+    with pytest.raises(ConfigError, match=r"dpo/train\.parquet is not a readable Parquet file"):
         load_pairs(tmp_path)
+
+
+def test_dataset_info_reads_the_manifest(tmp_path: Path) -> None:
+    assert _dataset_info(tmp_path)["version"] is None
+    files = {"dpo/train.parquet": "ab" * 32}
+    write_manifest(tmp_path, "t-data-v3", files=files)
+    info = _dataset_info(tmp_path)
+    assert (info["version"], info["files"]) == ("t-data-v3", files)
+    assert len(info["manifest_sha256"]) == 64
 
 
 def test_thumbs_up_anchors_are_identical_pairs(tmp_path: Path) -> None:
     assert thumbs_up_anchors(tmp_path) == []
     answer = [{"role": "assistant", "content": "Sure!"}]
     ok = {"prompt": PROMPT, "completion": answer, "label": True}
-    bad = {**ok, "label": False}
-    _jsonl(tmp_path / "kto_train.jsonl", [ok, bad])
+    bad = {**ok, "completion": [{"role": "assistant", "content": "No."}], "label": False}
+    write_split(tmp_path, "kto", "train", [ok, bad])
     anchors = thumbs_up_anchors(tmp_path)
     assert anchors == [anchor_pair(PROMPT, "Sure!")]
     # Identical chosen/rejected is what gives the preference term a zero gradient.
     assert anchors[0]["chosen"] == anchors[0]["rejected"]
+
+
+def test_only_thumbs_up_rows_are_anchors_once_each(tmp_path: Path) -> None:
+    kto = {"prompt": PROMPT, "completion": [{"role": "assistant", "content": "Sure!"}]}
+    write_split(tmp_path, "kto", "train", [{**kto, "label": True}, {**kto, "label": True}])
+    # Edited answers are what is being taught, not behaviour to keep: never anchors.
+    write_split(tmp_path, "sft", "train", [kto])
+    write_split(tmp_path, "kto", "test", [{**kto, "label": True}])  # held out: never an anchor
+    assert thumbs_up_anchors(tmp_path) == [anchor_pair(PROMPT, "Sure!")]
+
+
+def test_a_version_loads_with_datasets_as_train_and_test_splits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The layout's claim: `load_dataset("<version>/dpo")` gives `train` and `test` splits."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    version = tmp_path / "t-data-v1"
+    write_manifest(version, "t-data-v1")
+    write_split(version, "dpo", "train", [PAIR, PAIR])
+    write_split(version, "dpo", "test", [PAIR])
+    loaded = datasets.load_dataset(str(version / "dpo"), cache_dir=str(tmp_path / "hf-cache"))
+    assert isinstance(loaded, datasets.DatasetDict)
+    assert set(loaded) == {"train", "test"}
+    assert (loaded["train"].num_rows, loaded["test"].num_rows) == (2, 1)
+    assert loaded["train"].column_names == ["prompt", "chosen", "rejected"]
+    assert loaded["test"][0] == PAIR
 
 
 def test_replay_prompts_file(tmp_path: Path) -> None:

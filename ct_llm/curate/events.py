@@ -1,0 +1,153 @@
+"""Reading a tenant's feedback for curation: a window of events, per-user activity, and the
+events streamed grouped by prompt context.
+
+The stream walks the `(tenant, context_hash, seq)` index, so the database hands over one context
+after another in event order without a sort, and curation holds one group at a time, however many
+events there are.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, String, Text, and_, case, cast, func, select, type_coerce
+
+from ct_llm.curate.guards import UserActivity
+from ct_llm.curate.rules import FeedbackRecord
+from ct_llm.store.models import ChatResponse, FeedbackEvent
+
+E = FeedbackEvent.__table__.c
+R = ChatResponse.__table__.c
+
+
+@dataclass
+class Window:
+    """Events with after_seq < seq <= upto_seq."""
+
+    after_seq: int
+    upto_seq: int
+
+
+@dataclass
+class StreamStats:
+    events: int = 0
+    unjoined: int = 0
+    """Events whose answer is unknown (no messages and no stored response)."""
+    skipped_users: dict[str, int] = field(default_factory=dict)
+    """Events left out per quarantined user."""
+    first_seq: int | None = None
+    last_seq: int | None = None
+
+    def saw(self, seq: int) -> None:
+        self.events += 1
+        self.first_seq = seq if self.first_seq is None else min(self.first_seq, seq)
+        self.last_seq = seq if self.last_seq is None else max(self.last_seq, seq)
+
+
+def _in_window(tenant: str, w: Window):  # type: ignore[no-untyped-def]
+    return and_(E.tenant == tenant, E.seq > w.after_seq, E.seq <= w.upto_seq)
+
+
+def max_seq(conn: Connection, tenant: str) -> int:
+    return conn.scalar(select(func.max(E.seq)).where(E.tenant == tenant)) or 0
+
+
+def user_activity(conn: Connection, tenant: str, w: Window) -> dict[str, UserActivity]:
+    """Per identified user: events, thumbs, thumbs down. One aggregate query."""
+    is_thumbs = E.kind == "thumbs"
+    # JSON `false` reads back as the text 'false' on SQLite and on PostgreSQL.
+    is_down = and_(is_thumbs, cast(E.value, String) == "false")
+    rows = conn.execute(
+        select(
+            E.user_id,
+            func.count(),
+            func.sum(case((is_thumbs, 1), else_=0)),
+            func.sum(case((is_down, 1), else_=0)),
+        )
+        .where(_in_window(tenant, w), E.user_id.is_not(None))
+        .group_by(E.user_id)
+    )
+    return {u: UserActivity(int(n), int(t or 0), int(d or 0)) for u, n, t, d in rows}
+
+
+def stream_groups(
+    conn: Connection,
+    tenant: str,
+    w: Window,
+    skip_users: set[str],
+    stats: StreamStats,
+    batch: int = 2000,
+) -> Iterator[list[FeedbackRecord]]:
+    """The window's events joined with their answers, one prompt context at a time."""
+    stmt = (
+        select(
+            E.seq,
+            E.event_id,
+            E.kind,
+            E.value,
+            E.user_id,
+            E.conversation_id,
+            E.response_id,
+            # Raw JSON text: every event of a context has the same messages, so they are decoded
+            # once per context instead of once per event.
+            type_coerce(E.messages, Text),
+            E.response,
+            E.context_hash,
+            type_coerce(R.messages, Text),
+            R.response,
+            R.conversation_id,
+        )
+        .select_from(
+            FeedbackEvent.__table__.outerjoin(
+                ChatResponse.__table__, and_(R.id == E.response_id, R.tenant == tenant)
+            )
+        )
+        .where(_in_window(tenant, w))
+        .order_by(E.context_hash, E.seq)
+    )
+    result = conn.execution_options(stream_results=True, yield_per=batch).execute(stmt)
+    group: list[FeedbackRecord] = []
+    key: str | None = None
+    decoded: dict[Any, Any] = {}
+    for row in result:
+        (seq, event_id, kind, value, user, conv, rid, msgs, resp, ctx, r_msgs, r_resp, r_conv) = row
+        stats.saw(seq)
+        if user is not None and user in skip_users:
+            stats.skipped_users[user] = stats.skipped_users.get(user, 0) + 1
+            continue
+        raw = msgs if msgs is not None else r_msgs
+        response = resp if resp is not None else r_resp
+        if raw is None or response is None:
+            stats.unjoined += 1
+            continue
+        if group and (ctx != key or ctx is None):
+            # Rows from before the context key existed have none: each is its own group.
+            yield group
+            group = []
+            decoded.clear()
+        key = ctx
+        messages = decoded.get(raw) if isinstance(raw, str) else raw
+        if messages is None:
+            # SQLite hands back the JSON text; PostgreSQL's driver has already decoded it.
+            messages = decoded[raw] = json.loads(raw)
+        if not messages:
+            stats.unjoined += 1
+            continue
+        group.append(
+            FeedbackRecord(
+                seq=seq,
+                event_id=event_id,
+                kind=kind,
+                value=value,
+                messages=messages,
+                response=response,
+                conversation_id=conv or r_conv,
+                response_id=rid,
+                user_id=user,
+            )
+        )
+    if group:
+        yield group

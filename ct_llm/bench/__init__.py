@@ -11,9 +11,11 @@ from typing import Any
 
 from ct_llm.errors import CtLlmError
 
-AVAILABLE = {"ingest": "feedback ingestion: ours vs a naive FastAPI + ORM endpoint"}
+AVAILABLE = {
+    "ingest": "feedback ingestion: ours vs a naive FastAPI + ORM endpoint",
+    "curate": "curation end to end at 100k and 1M synthetic events",
+}
 PLANNED = {
-    "curate": "curation (issue #4)",
     "train": "training speed vs stock TRL (issue #5)",
     "eval": "vLLM eval vs a transformers generate loop (issue #6)",
     "swap": "adapter hot-swap under load (issue #7)",
@@ -26,6 +28,10 @@ def run_bench(what: str, log: Callable[[str], None], **options: Any) -> dict[str
         from ct_llm.bench.ingest import run_ingest_bench
 
         return run_ingest_bench(log, **options)
+    if what == "curate":
+        from ct_llm.bench.curate import run_curate_bench
+
+        return run_curate_bench(log, **options)
     if what not in PLANNED:
         names = ", ".join([*AVAILABLE, *PLANNED])
         raise CtLlmError(f"unknown benchmark '{what}'; choose one of: {names}")

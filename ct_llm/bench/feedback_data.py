@@ -5,13 +5,15 @@ Shaped like a support chatbot's traffic: three system prompts, questions and ans
 vocabulary of a few thousand words (so rows are distinct, not templated), 1-3 answers per prompt
 (regenerations), and on each answer thumbs from one to three users (60% up), some ratings, edits,
 comments and regenerate events. About 2% of questions carry an e-mail address or a phone
-number, as real ones do. Optionally one `attacker` sends a given share of all events: one-sided
-thumbs and edits that teach a phrase.
+number, as real ones do, and about 3% of prompts come back re-cased with a word changed and get
+the same answer again (near duplicates for curation to find). Optionally one `attacker` sends a
+given share of all events: edits that teach one phrase everywhere.
 """
 
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -94,23 +96,34 @@ def generate(
             }
         )
 
+    recent: deque[tuple[str, str]] = deque(maxlen=100)  # (question, answer) that may come back
     while made < events:
         ctx_n += 1
         conv = f"conv-{ctx_n}"
+        repeat = rng.choice(recent) if recent and rng.random() < 0.03 else None
+        if repeat:
+            words = repeat[0].upper().split()
+            words[rng.randrange(len(words))] = rng.choice(gen.vocab)
+            question = " ".join(words)
+        else:
+            question = gen.question()
         messages = [
             {"role": "system", "content": rng.choice(SYSTEM_PROMPTS)},
-            {"role": "user", "content": gen.question()},
+            {"role": "user", "content": question},
         ]
         ctx = context_hash(messages)
         rids = [f"resp-{ctx_n}-{k}" for k in range(rng.choice((1, 1, 1, 2, 2, 3)))]
         for k, rid in enumerate(rids):
+            answer = repeat[1] if repeat and k == 0 else gen.answer()
+            if not repeat and k == 0:
+                recent.append((question, answer))
             responses.append(
                 {
                     "id": rid,
                     "tenant": "bench",
                     "conversation_id": conv,
                     "messages": messages,
-                    "response": gen.answer(),
+                    "response": answer,
                     "model_version": "base",
                     "latency_ms": 50.0,
                     "context_hash": ctx,

@@ -39,6 +39,9 @@ def bench(
     concurrency: int = typer.Option(8, help="ingest: concurrent clients for the batches."),
     rate: float = typer.Option(200.0, help="ingest: single-event posts per second."),
     seconds: float = typer.Option(10.0, help="ingest: how long the single-event load runs."),
+    sizes: str = typer.Option(
+        "100000,1000000", help="curate: event counts to measure, comma-separated (10x apart)."
+    ),
 ) -> None:
     """Run a baseline and ct-llm side by side; prints one JSON object with the ratios."""
     from ct_llm.bench import run_bench
@@ -48,5 +51,12 @@ def bench(
         options = dict(
             events=events, batch=batch, concurrency=concurrency, rate=rate, seconds=seconds
         )
+    elif what == "curate":
+        try:
+            options = {"sizes": tuple(int(s) for s in sizes.split(",") if s.strip())}
+        except ValueError:
+            raise typer.BadParameter(
+                f"--sizes takes integers like 100000,1000000, not {sizes!r}"
+            ) from None
     result = run_bench(what, log=progress, **options)
     sys.stdout.write(json.dumps(result, indent=2) + "\n")

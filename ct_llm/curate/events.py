@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, String, Text, and_, case, cast, func, select, type_coerce
+from sqlalchemy import Connection, String, Text, and_, case, cast, func, select
 
 from ct_llm.curate.guards import UserActivity
 from ct_llm.curate.rules import FeedbackRecord
@@ -33,26 +33,46 @@ class Window:
 
 @dataclass
 class StreamStats:
-    events: int = 0
     unjoined: int = 0
     """Events whose answer is unknown (no messages and no stored response)."""
     skipped_users: dict[str, int] = field(default_factory=dict)
     """Events left out per quarantined user."""
-    first_seq: int | None = None
-    last_seq: int | None = None
 
-    def saw(self, seq: int) -> None:
-        self.events += 1
-        self.first_seq = seq if self.first_seq is None else min(self.first_seq, seq)
-        self.last_seq = seq if self.last_seq is None else max(self.last_seq, seq)
+
+@dataclass(frozen=True)
+class WindowSummary:
+    events: int
+    first_seq: int | None
+    last_seq: int | None
 
 
 def _in_window(tenant: str, w: Window):  # type: ignore[no-untyped-def]
     return and_(E.tenant == tenant, E.seq > w.after_seq, E.seq <= w.upto_seq)
 
 
+_LITERALS: dict[str, Any] = {"true": True, "false": False, "null": None}
+
+
+def _value(raw: Any) -> Any:
+    """An event's JSON value. Votes and ratings, nearly every event, skip the JSON parser."""
+    if raw is None:
+        return None
+    if raw in _LITERALS:
+        return _LITERALS[raw]
+    if raw.isdigit():
+        return int(raw)
+    return json.loads(raw)
+
+
 def max_seq(conn: Connection, tenant: str) -> int:
     return conn.scalar(select(func.max(E.seq)).where(E.tenant == tenant)) or 0
+
+
+def summarise(conn: Connection, tenant: str, w: Window) -> WindowSummary:
+    n, first, last = conn.execute(
+        select(func.count(), func.min(E.seq), func.max(E.seq)).where(_in_window(tenant, w))
+    ).one()
+    return WindowSummary(int(n), first, last)
 
 
 def user_activity(conn: Connection, tenant: str, w: Window) -> dict[str, UserActivity]:
@@ -87,16 +107,16 @@ def stream_groups(
             E.seq,
             E.event_id,
             E.kind,
-            E.value,
+            cast(E.value, Text),
             E.user_id,
             E.conversation_id,
             E.response_id,
             # Raw JSON text: every event of a context has the same messages, so they are decoded
             # once per context instead of once per event.
-            type_coerce(E.messages, Text),
+            cast(E.messages, Text),
             E.response,
             E.context_hash,
-            type_coerce(R.messages, Text),
+            cast(R.messages, Text),
             R.response,
             R.conversation_id,
         )
@@ -114,7 +134,6 @@ def stream_groups(
     decoded: dict[Any, Any] = {}
     for row in result:
         (seq, event_id, kind, value, user, conv, rid, msgs, resp, ctx, r_msgs, r_resp, r_conv) = row
-        stats.saw(seq)
         if user is not None and user in skip_users:
             stats.skipped_users[user] = stats.skipped_users.get(user, 0) + 1
             continue
@@ -129,9 +148,8 @@ def stream_groups(
             group = []
             decoded.clear()
         key = ctx
-        messages = decoded.get(raw) if isinstance(raw, str) else raw
+        messages = decoded.get(raw)
         if messages is None:
-            # SQLite hands back the JSON text; PostgreSQL's driver has already decoded it.
             messages = decoded[raw] = json.loads(raw)
         if not messages:
             stats.unjoined += 1
@@ -141,7 +159,7 @@ def stream_groups(
                 seq=seq,
                 event_id=event_id,
                 kind=kind,
-                value=value,
+                value=_value(value),
                 messages=messages,
                 response=response,
                 conversation_id=conv or r_conv,

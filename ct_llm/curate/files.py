@@ -14,12 +14,36 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ct_llm.curate.layout import KINDS, SCHEMAS, split_path
+from ct_llm.curate.layout import KINDS, MESSAGE, MESSAGES, SCHEMAS, split_path
 
 # Staging rows carry who made them (for the cap; null = exempt) and their conversation (for the
 # split; null = training only). Neither reaches the final files.
 USER, CONV = "_user", "_conv"
 _WRITE_OPTIONS = {"compression": "zstd"}
+
+
+def _messages_array(column: list[list[dict[str, str]]]) -> pa.Array:
+    """A list<struct<role, content>> column built from flat arrays: several times faster than
+    letting Arrow walk the dicts (`Table.from_pylist`), which was the writer's main cost."""
+    offsets, roles, contents = [0], [], []
+    for messages in column:
+        for m in messages:
+            roles.append(m["role"])
+            contents.append(m["content"])
+        offsets.append(len(roles))
+    structs = pa.StructArray.from_arrays(
+        [pa.array(roles, pa.string()), pa.array(contents, pa.string())], fields=list(MESSAGE)
+    )
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), structs, type=MESSAGES)
+
+
+def to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Rows (dicts with the schema's columns) as a table of that schema."""
+    arrays = []
+    for f in schema:
+        values = [r[f.name] for r in rows]
+        arrays.append(_messages_array(values) if f.type == MESSAGES else pa.array(values, f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _staging_schema(kind: str) -> pa.Schema:
@@ -67,7 +91,7 @@ class Staging:
 
     def _flush(self, kind: str) -> None:
         writer = self._writers[kind]
-        writer.write(pa.Table.from_pylist(self._pending[kind], schema=writer.schema))
+        writer.write(to_table(self._pending[kind], writer.schema))
         self._pending[kind] = []
 
     def close(self) -> None:
@@ -99,7 +123,7 @@ class VersionWriter:
         self._writers[(kind, split)].write(table.select(SCHEMAS[kind].names))
 
     def write_rows(self, kind: str, split: str, rows: list[dict[str, Any]]) -> None:
-        self.write(kind, split, pa.Table.from_pylist(rows, schema=SCHEMAS[kind]))
+        self.write(kind, split, to_table(rows, SCHEMAS[kind]))
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {k: {} for k in KINDS}

@@ -35,9 +35,10 @@ from typing import Any
 Messages = list[dict[str, str]]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class FeedbackRecord:
-    """One feedback event joined with the answer it is about."""
+    """One feedback event joined with the answer it is about. (Not frozen: a frozen dataclass's
+    __init__ costs several times more, and curation builds one per event.)"""
 
     seq: int
     event_id: str
@@ -59,7 +60,7 @@ class FeedbackRecord:
         return self.response_id if self.response_id is not None else f"text:{self.response}"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Example:
     kind: str  # dpo | kto | sft
     row: dict[str, Any]
@@ -94,16 +95,15 @@ class _Answer:
     up: set[str] = field(default_factory=set)
     down: set[str] = field(default_factory=set)
     ratings: dict[str, int] = field(default_factory=dict)
+    label: bool | None = None
+    """The majority of users' latest votes; None on a tie or without votes."""
+    support: set[str] = field(default_factory=set)
+    """The users on the winning side."""
 
-    @property
-    def label(self) -> bool | None:
-        if len(self.up) == len(self.down):
-            return None
-        return len(self.up) > len(self.down)
-
-    @property
-    def support(self) -> set[str]:
-        return self.up if self.label else self.down
+    def decide(self) -> None:
+        if len(self.up) != len(self.down):
+            self.label = len(self.up) > len(self.down)
+            self.support = self.up if self.label else self.down
 
     @property
     def mean_rating(self) -> float:
@@ -127,11 +127,14 @@ def _answers(group: list[FeedbackRecord], drops: Drops) -> dict[str, _Answer]:
     answers: dict[str, _Answer] = {}
     votes: dict[tuple[str, str], bool] = {}
     for rec in group:  # in event order: later votes overwrite earlier ones
-        ans = answers.setdefault(rec.answer_key, _Answer(rec.response, _conversation(rec)))
+        key = rec.answer_key
+        ans = answers.get(key)
+        if ans is None:
+            ans = answers[key] = _Answer(rec.response, _conversation(rec))
         if rec.kind == "thumbs" and isinstance(rec.value, bool):
-            if (rec.answer_key, rec.user) in votes:
+            if (key, rec.user) in votes:
                 drops.add("vote_superseded_by_same_user")
-            votes[(rec.answer_key, rec.user)] = rec.value
+            votes[(key, rec.user)] = rec.value
         elif rec.kind == "rating" and isinstance(rec.value, int):
             if rec.user in ans.ratings:
                 drops.add("rating_superseded_by_same_user")
@@ -139,6 +142,7 @@ def _answers(group: list[FeedbackRecord], drops: Drops) -> dict[str, _Answer]:
     for (key, user), up in votes.items():
         (answers[key].up if up else answers[key].down).add(user)
     for ans in answers.values():
+        ans.decide()
         if ans.up and ans.label is None:
             drops.add("votes_tied")
     return answers
@@ -238,10 +242,10 @@ def apply_rules(group: list[FeedbackRecord], cfg: RuleConfig, drops: Drops) -> l
             row = {"prompt": prompt, "completion": _assistant(rec.value)}
             out.append(Example("sft", row, "sft_edit", *where))
     used: set[str] = set()
-    if "thumbs_pair" in on:
+    if "thumbs_pair" in on and len(answers) > 1:
         pairs, used = _thumbs_pairs(prompt, answers, cfg)
         out += pairs
-    if "rating_pair" in on:
+    if "rating_pair" in on and len(answers) > 1:
         out += _rating_pairs(prompt, answers, cfg)
     if "regenerate_pair" in on:
         out += _regenerate_pairs(prompt, group, answers)

@@ -22,11 +22,20 @@ _BROKEN = re.compile("[\ufffd\ud800-\udfff]")
 
 
 class Validator:
-    def __init__(self, *, max_turn_chars: int, control_tokens: Sequence[str]) -> None:
+    def __init__(
+        self, *, max_turn_chars: int, control_tokens: Sequence[str], cache_size: int = 50_000
+    ) -> None:
         self.max_turn_chars = max_turn_chars
-        # One alternation, so every text is scanned once however many markers there are.
+        # One alternation for the markers and the broken characters, so every text is scanned
+        # once however many markers there are.
         tokens = sorted(control_tokens, key=len, reverse=True)
-        self._control = re.compile("|".join(map(re.escape, tokens))) if tokens else None
+        self._bad = re.compile("|".join([*map(re.escape, tokens), _BROKEN.pattern]))
+        # A regex scan costs microseconds; most texts are ASCII without any marker's first
+        # character and can skip it.
+        self._first_chars = sorted({t[0] for t in tokens if t})
+        # Texts recur across examples (a prompt shared by a pair and a KTO row): judge each once.
+        self._cache: dict[str, str | None] = {}
+        self._cache_size = cache_size
 
     def check(self, kind: str, row: dict[str, Any]) -> str | None:
         """The first reason `row` is unusable, or None."""
@@ -44,15 +53,31 @@ class Validator:
         return None
 
     def _check_text(self, text: Any) -> str | None:
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):
+            return "empty_turn"
+        try:
+            return self._cache[text]
+        except KeyError:
+            pass
+        reason = self._judge(text)
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()
+        self._cache[text] = reason
+        return reason
+
+    def _judge(self, text: str) -> str | None:
+        if not text.strip():
             return "empty_turn"
         if len(text) > self.max_turn_chars:
             return "too_long"
-        if self._control is not None and self._control.search(text):
-            return "control_token"
-        if _BROKEN.search(text):
-            return "broken_utf8"
-        return None
+        if text.isascii() and not any(c in text for c in self._first_chars):
+            return None
+        found = self._bad.search(text)
+        if found is None:
+            return None
+        # The marker may have matched first although a broken character comes later: either
+        # way the example goes; the reason names what was found first.
+        return "broken_utf8" if _BROKEN.fullmatch(found.group()) else "control_token"
 
 
 def _texts(kind: str, row: dict[str, Any]) -> Iterator[Any]:

@@ -27,24 +27,22 @@ def vocabulary(rng: random.Random, size: int = 3000) -> list[str]:
 
 def unrelated_texts(n: int, seed: int = 7, lo: int = 100, hi: int = 600) -> list[str]:
     """Texts over a fixed random vocabulary with Zipf-like word frequencies (as in real text, a
-    few words occur everywhere), with punctuation and capitals sprinkled in."""
+    few words occur everywhere), with capitals and punctuation sprinkled in."""
     rng = random.Random(seed)
-    vocab = vocabulary(rng)
-    cum_weights = list(itertools.accumulate(1.0 / (rank + 1) for rank in range(len(vocab))))
+    forms: list[str] = []
+    weights: list[float] = []
+    for rank, word in enumerate(vocabulary(rng)):
+        punctuated = word + rng.choice(".,;?!")
+        for form, share in ((word, 0.86), (word.capitalize(), 0.08), (punctuated, 0.06)):
+            forms.append(form)
+            weights.append(share / (rank + 1))
+    cum_weights = list(itertools.accumulate(weights))
     texts = []
     for _ in range(n):
         target = rng.randint(lo, hi)
-        words: list[str] = []
-        length = 0
-        while length < target:
-            word = rng.choices(vocab, cum_weights=cum_weights)[0]
-            if rng.random() < 0.08:
-                word = word.capitalize()
-            if rng.random() < 0.06:
-                word += rng.choice(".,;?!")
-            words.append(word)
-            length += len(word) + 1
-        texts.append(" ".join(words))
+        text = " ".join(rng.choices(forms, cum_weights=cum_weights, k=target // 3))
+        cut = text.find(" ", target)  # the first word boundary at or after `target` characters
+        texts.append(text if cut < 0 else text[:cut])
     return texts
 
 
@@ -118,7 +116,7 @@ def test_near_duplicates_are_flagged(seed: int) -> None:
     assert 280 <= len(ANSWER) <= 360
     one_word = ANSWER.replace("thirty", "twenty")
     two_words = one_word.replace("solid green", "solid blue")
-    respaced = "  " + ANSWER.upper().replace(" ", "  ").replace("sticker", "label") + "\n"
+    respaced = "  " + ANSWER.replace("sticker", "label").upper().replace(" ", " \t") + "\n"
     d = Deduper(seed=seed)
     assert d.check_batch([("dpo", ["How do I reset my router?", ANSWER])]) == [None]
     got = d.check_batch(
@@ -126,6 +124,18 @@ def test_near_duplicates_are_flagged(seed: int) -> None:
     )
     assert got == ["near_duplicate"] * 3
     assert d.seen == 1  # duplicates are not recorded
+
+
+def test_non_ascii_near_duplicate() -> None:
+    # Shingles are UTF-8 bytes: a Cyrillic letter takes two, so a shingle spans 2-3 letters.
+    text = (
+        "Чтобы сбросить настройки роутера, отключите его от сети и подождите не менее тридцати "
+        "секунд, прежде чем снова включить. Когда индикатор питания загорится зелёным, откройте "
+        "страницу администратора в браузере и проверьте, что прошивка обновлена."
+    )
+    d = Deduper()
+    rows = [("sft", [text]), ("sft", [text.replace("тридцати", "сорока")]), ("sft", [text.upper()])]
+    assert d.check_batch(rows) == [None, "near_duplicate", "exact_duplicate"]
 
 
 def test_near_duplicate_within_batch_first_occurrence_wins() -> None:
@@ -156,13 +166,18 @@ def test_short_texts_exact_only() -> None:
     d = Deduper()
     rows = [("kto:true", ["hi"]), ("kto:true", ["ho"]), ("kto:true", ["HI "]), ("kto:true", [""])]
     assert d.check_batch(rows) == [None, None, "exact_duplicate", None]
-    assert d.check_batch([("kto:true", [""]), ("kto:true", [])]) == ["exact_duplicate", None]
-    # A mixed batch: short rows (no sampled shingles) between long ones must not shift the
-    # per-row minima of their neighbours.
+    # No text at all and one empty text normalise to the same row.
+    assert d.check_batch([("kto:true", [""]), ("kto:true", [])]) == ["exact_duplicate"] * 2
+    # Short rows (no sampled shingle) between long ones get no band keys and leave their
+    # neighbours' signatures alone (reduceat over an empty segment would not).
     long_rows = [("dpo", [t]) for t in unrelated_texts(5, seed=3)]
     mixed = [long_rows[0], ("dpo", ["ok"]), long_rows[1], ("dpo", ["no"]), long_rows[2]]
     assert d.check_batch(mixed) == [None] * 5
-    assert d.check_batch(long_rows) == ["exact_duplicate"] * 3 + [None, None]
+    alone = Deduper()
+    alone.check_batch(long_rows[:3])
+    assert d._lsh == alone._lsh
+    edited = [(ns, [text + " extra"]) for ns, (text,) in long_rows]
+    assert d.check_batch(edited) == ["near_duplicate"] * 3 + [None, None]
 
 
 def test_empty_batch() -> None:
@@ -256,5 +271,23 @@ def test_speed_sanity() -> None:
     for i in range(0, len(rows), 2000):
         d.check_batch(rows[i : i + 2000])
     elapsed = time.perf_counter() - start
-    assert elapsed < 3.0  # loose: measured ~0.1 s on 2 slow cores
+    assert elapsed < 3.0  # loose: measured ~0.3 s on 2 slow cores
     assert d.seen > 19_900  # distinct texts: at most a stray false positive
+
+
+def test_with_a_context_a_near_duplicate_must_be_near_in_both() -> None:
+    """A long shared prompt with different answers is not a duplicate; the same answer to the
+    same prompt with a word changed is; the same answer to another prompt is not."""
+    prompt = " ".join(unrelated_texts(4, seed=11))  # ~1,400 characters shared by every row
+    answers = unrelated_texts(200, seed=12)
+    d = Deduper(num_perm=32)
+    assert d.check_batch([("dpo", [a], [prompt]) for a in answers]) == [None] * 200
+    edited = answers[0].replace(answers[0].split()[3], "zzzz", 1)
+    other_prompt = unrelated_texts(1, seed=13)[0]
+    assert d.check_batch([("dpo", [edited], [prompt]), ("dpo", [answers[1]], [other_prompt])]) == [
+        "near_duplicate",
+        None,
+    ]
+    # The exact key covers the context too.
+    assert d.check_batch([("dpo", [answers[2]], [other_prompt + " extra"])]) == [None]
+    assert d.check_batch([("dpo", [answers[2]], [prompt])]) == ["exact_duplicate"]

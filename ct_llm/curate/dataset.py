@@ -312,15 +312,16 @@ def _curate(
     on_progress: Progress | None,
 ) -> CurateResult:
     cfg = ws.config.curate
-    golden_dir = ws.golden_dir / tenant
+    golden = load_golden(ws.golden_dir / tenant)
     imported = None
     if import_path is not None:
         validator = Validator(max_turn_chars=cfg.max_turn_chars, control_tokens=cfg.control_tokens)
-        if dry_run:
-            with tempfile.TemporaryDirectory() as tmp:
-                imported = import_golden(import_path, Path(tmp), validator)
-        else:
-            imported = import_golden(import_path, golden_dir, validator)
+        with tempfile.TemporaryDirectory() as tmp:
+            # A dry run keeps the import in a folder it then deletes; a real run stores it.
+            where = Path(tmp) if dry_run else ws.golden_dir / tenant
+            imported, _ = import_golden(import_path, where, validator)
+            known = {name for name, _ in golden}
+            golden += [f for f in load_golden(where) if f[0] not in known]
 
     with session_scope(ws.database_url) as session:
         parent = latest_dataset(session, tenant)
@@ -341,9 +342,7 @@ def _curate(
         final = ws.datasets_dir / version
         with _output_dir(final, dry_run) as tmp:
             run = _Curation(cfg, tmp)
-            golden_used = run.golden(load_golden(golden_dir))
-            if dry_run and imported is not None:
-                golden_used[imported[0].name] = imported[1]
+            golden_used = run.golden(golden)
             stats = ev.StreamStats()
             summary = ev.summarise(conn, tenant, window)
             run.feedback(ev.stream_groups(conn, tenant, window, set(bursts), stats), on_progress)

@@ -3,6 +3,7 @@ in one line on stderr with a non-zero exit, never a traceback."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,19 @@ def test_unknown_benchmark_and_role(tmp_path: Path):
     ct_llm("init", "--workspace", str(ws))
     res = ct_llm("keys", "create", "--tenant", "t", "--role", "root", "--workspace", str(ws))
     assert res.returncode != 0 and "unknown role" in res.stderr
+
+
+def test_curate_cli_imports_golden_rows_and_refuses_a_bad_file(tmp_path: Path):
+    ws = tmp_path / "ws"
+    assert ct_llm("init", "--workspace", str(ws)).returncode == 0
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "hi"}\n')
+    res = ct_llm("curate", "--workspace", str(ws), "--import", str(bad))
+    assert res.returncode != 0 and "bad.jsonl:1" in res.stderr and "Traceback" not in res.stderr
+    good = tmp_path / "golden.jsonl"
+    good.write_text('{"prompt": "Opening hours?", "completion": "9 to 5."}\n')
+    res = ct_llm("curate", "--workspace", str(ws), "--import", str(good), "--dry-run")
+    assert res.returncode == 0 and "would write" in res.stdout and "sft 1+0" in res.stdout
+    res = ct_llm("curate", "--workspace", str(ws), "--import", str(good), "--json")
+    out = json.loads(res.stdout)
+    assert out["version"] == "default-data-v1" and out["counts"]["sft"] == {"train": 1, "test": 0}

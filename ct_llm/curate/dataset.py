@@ -351,7 +351,7 @@ def _curate(
                 raise NoDataError(
                     f"nothing to curate for tenant '{tenant}': {summary.events} new feedback "
                     f"events since {parent.id if parent else 'the start'} gave no training "
-                    f"examples (drops: {run.drops.counts or 'none'}); send edits, votes or "
+                    f"examples (drops: {_drops(run, stats) or 'none'}); send edits, votes or "
                     "ratings through POST /v1/feedback, or import golden examples"
                 )
             out = VersionWriter(tmp)
@@ -402,6 +402,13 @@ class _TempPath:
         self._tmp.cleanup()
 
 
+def _drops(run: _Curation, stats: ev.StreamStats) -> dict[str, int]:
+    drops = dict(run.drops.counts)
+    if stats.unjoined:
+        drops["unknown_response"] = stats.unjoined
+    return dict(sorted(drops.items()))
+
+
 def _manifest(
     version: str,
     tenant: str,
@@ -415,9 +422,6 @@ def _manifest(
     cap_info: dict[str, Any],
     bursts: dict[str, str],
 ) -> dict[str, Any]:
-    drops = dict(run.drops.counts)
-    if stats.unjoined:
-        drops["unknown_response"] = stats.unjoined
     return {
         "version": version,
         "tenant": tenant,
@@ -427,7 +431,7 @@ def _manifest(
         "config": cfg.model_dump(),
         "counts": out.counts(),
         "rows_by_rule": dict(sorted(run.by_rule.items())),
-        "drops": dict(sorted(drops.items())),
+        "drops": _drops(run, stats),
         "pii_scrubbed": dict(sorted(run.scrubber.counts.items())),
         "user_cap": cap_info,
         "quarantined": [

@@ -137,7 +137,8 @@ def stream_groups(
         if user is not None and user in skip_users:
             stats.skipped_users[user] = stats.skipped_users.get(user, 0) + 1
             continue
-        raw = msgs if msgs is not None else r_msgs
+        # A JSON column holding None may read back as SQL NULL or as the JSON text 'null'.
+        raw = msgs if msgs is not None and msgs != "null" else r_msgs
         response = resp if resp is not None else r_resp
         if raw is None or response is None:
             stats.unjoined += 1

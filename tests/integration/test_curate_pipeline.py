@@ -14,6 +14,7 @@ from ct_llm.config import WorkspaceConfig
 from ct_llm.curate.dataset import curate_dataset
 from ct_llm.curate.layout import KINDS, read_rows
 from ct_llm.errors import ConfigError
+from ct_llm.store.db import get_engine
 from ct_llm.workspace import Workspace
 
 pytestmark = pytest.mark.integration
@@ -88,13 +89,19 @@ def test_one_user_sending_30_percent_of_events_is_capped_at_2_percent(tmp_path):
     assert res.manifest["drops"]["user_cap"] == cap["rows_trimmed"]
 
 
-def test_the_flooding_user_is_quarantined_and_listed(tmp_path):
+@pytest.mark.parametrize("share", [0.01, 0.05, 0.3])
+def test_a_flooding_user_is_quarantined_and_listed_at_the_shares_that_poison(tmp_path, share):
+    """Published attacks work with 0.5-5% of the preference data: at 1% of 20,000 events the
+    attacker already sends ~25x what the median user does."""
     ws = workspace(tmp_path / "ws")
-    load_into(ws.database_url, 6000, seed=3, attacker_share=0.3)
+    load_into(ws.database_url, 20_000, seed=3, attacker_share=share)
     res = curate_dataset(ws, TENANT)
     assert poison_share(res.path) == 0
     (q,) = res.manifest["quarantined"]
-    assert q["user"] == "attacker" and q["reason"].startswith("volume") and q["events"] > 1000
+    assert q["user"] == "attacker" and q["reason"].startswith("volume")
+    with get_engine(ws.database_url).connect() as conn:
+        sent = conn.execute(text("SELECT count(*) FROM feedback_events WHERE user_id = 'attacker'"))
+        assert q["events"] == sent.scalar() > share * 20_000 * 0.5
 
 
 def test_golden_examples_are_imported_once_and_replayed_into_later_versions(tmp_path):
@@ -193,3 +200,48 @@ def test_migration_backfills_the_context_key_of_existing_rows(tmp_path):
         )
         got = dict(conn.execute(text("SELECT seq, context_hash FROM feedback_events")).all())
     assert got == {1: context_hash(msgs), 2: context_hash(own)}
+
+
+def test_events_stored_by_ingestion_are_grouped_with_their_answers(tmp_path, database_url):
+    """The ingestion path (not the synthetic bulk loader): an event naming a logged response and
+    an event carrying its own messages, on both backends."""
+    from ct_llm.feedback.context import context_hash
+    from ct_llm.feedback.ingest import ingest_events
+    from ct_llm.store.db import session_scope
+    from ct_llm.store.models import ChatResponse
+
+    ws = workspace(tmp_path / "ws", database_url, guards={"trusted_users": ["agent-*"]})
+    msgs = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Returns?"}]
+    with session_scope(ws.database_url) as s:
+        for rid, answer in (("r1", "30 days."), ("r2", "Sixty days from delivery.")):
+            s.add(
+                ChatResponse(
+                    id=rid,
+                    tenant=TENANT,
+                    conversation_id="c1",
+                    messages=msgs,
+                    response=answer,
+                    model_version="base",
+                    latency_ms=1.0,
+                    context_hash=context_hash(msgs),
+                )
+            )
+    events = [
+        {"event_id": "e1", "kind": "thumbs", "value": False, "response_id": "r1", "user_id": "u1"},
+        {"event_id": "e2", "kind": "thumbs", "value": True, "response_id": "r2", "user_id": "u2"},
+        {"event_id": "e3", "kind": "edit", "value": "60 days.", "response_id": "r1",
+         "user_id": "agent-1"},
+        {"event_id": "e4", "kind": "rating", "value": 5, "user_id": "u3",
+         "messages": [{"role": "user", "content": "Hours?"}], "response": "9 to 5."},
+    ]  # fmt: skip
+    with session_scope(ws.database_url) as s:
+        assert ingest_events(s, TENANT, events).accepted == 4
+    ws.config.curate.guards.max_user_share = 1.0
+    m = curate_dataset(ws, TENANT).manifest
+    assert m["rows_by_rule"] == {
+        "edit_pair": 1,
+        "sft_edit": 1,
+        "sft_top_rated": 1,
+        "thumbs_pair": 1,
+    }
+    assert "unknown_response" not in m["drops"]

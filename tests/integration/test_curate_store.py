@@ -8,8 +8,8 @@ import pytest
 
 from ct_llm.curate.dataset import curate_dataset
 from ct_llm.curate.layout import read_rows
-from ct_llm.feedback.context import context_hash
 from ct_llm.errors import NoDataError, RegistryError
+from ct_llm.feedback.context import context_hash
 from ct_llm.loop.cycle import run_cycle
 from ct_llm.monitor.status import workspace_status
 from ct_llm.registry import registry

@@ -1,15 +1,16 @@
 """Streaming, deterministic deduplication of curated training rows.
 
-What counts as a duplicate. A row is `(namespace, texts)`, e.g.
-`("dpo", [prompt, chosen, rejected])` or `("kto:true", [prompt, answer])`. Rows are only ever
-compared with rows of the same namespace: the same prompt/answer pair may legitimately appear once
-as a DPO pair and once as a KTO example.
-- exact duplicate: the normalised texts (NFKC, casefolded, whitespace runs collapsed; see
-  `normalise`) are identical, text by text, to those of a row recorded earlier;
-- near duplicate: MinHash LSH over character shingles of the normalised row finds a recorded row
-  whose estimated Jaccard similarity is above the LSH threshold (see `Deduper`). This catches the
-  same answer re-submitted with a word or two changed, re-spaced or re-cased, which would otherwise
-  be weighted twice in training.
+What counts as a duplicate. A row is `(namespace, texts)` or `(namespace, texts, context)`,
+e.g. `("dpo", [chosen, rejected], [prompt])` or `("kto:true", [answer], [prompt])`. Rows are only
+ever compared with rows of the same namespace: the same prompt/answer pair may legitimately
+appear once as a DPO pair and once as a KTO example.
+- exact duplicate: the normalised context and texts (NFKC, casefolded, whitespace runs
+  collapsed; see `normalise`) are identical, text by text, to those of a row recorded earlier;
+- near duplicate: MinHash LSH over character shingles finds a recorded row whose context and
+  every text, each compared with its counterpart, are above the LSH threshold (see `Deduper`).
+  This catches the same answer re-submitted with a word or two changed, re-spaced or re-cased,
+  which would otherwise be weighted twice in training, but not two different answers to one
+  prompt, nor a pair that shares only its rejected answer with another.
 
 Why first occurrence wins. Feedback arrives as a stream and curation runs incrementally, so a row
 can only be compared with what came before it. Keeping the first copy and dropping the later ones
@@ -147,15 +148,21 @@ class Deduper:
     probability 1 - (1 - J**r)**bands, an S-curve whose midpoint, the effective threshold, is about
     (1 / bands) ** (1 / r).
 
-    Defaults: 64 permutations in 8 bands of r = 8, threshold about (1/8)**(1/8) = 0.77. The
-    cheaper 32 x 8 bands of r = 4 (threshold about 0.59) is NOT safe at scale: a band matches with
-    probability ~ bands * J**r, unrelated prose shares ~2-6% of its 5-byte shingles (" the ",
-    "tion "), and that small per-pair chance is paid once per recorded row. On 38,600 distinct
-    docstring paragraphs (150-700 chars), 8 x 4 flagged 8% of rows as near duplicates of rows with
-    J < 0.4 (median J 0.05), a rate that keeps growing with the number of rows recorded; 8 x 8
-    flagged 0.02%, almost all of them templated text at J 0.33-0.40. In exchange 8 x 8 is less
-    sensitive: in 250-400-character paragraphs, 1, 2 and 3 replaced words were caught in 99%, 94%
-    and 83% of cases (8 x 4: 99%, 99%, 99%). Re-casing and re-spacing cost nothing (normalised).
+    Each part of a row (its context, each text) is signed on its own and the parts' band values
+    are folded into one key per band, so a band matches only when it matches in every part: for
+    parts with similarities J1, J2, ... the chance is 1 - (1 - (J1 * J2 * ...)**r)**bands.
+
+    Defaults: 64 permutations in 8 bands of r = 8, threshold about (1/8)**(1/8) = 0.77. For
+    single-part rows the cheaper 32 x 8 bands of r = 4 (threshold about 0.59) is NOT safe at
+    scale: a band matches with probability ~ bands * J**r, unrelated prose shares ~2-6% of its
+    5-byte shingles (" the ", "tion "), and that small per-pair chance is paid once per recorded
+    row. On 38,600 distinct docstring paragraphs (150-700 chars), 8 x 4 flagged 8% of rows as
+    near duplicates of rows with J < 0.4 (median J 0.05), a rate that keeps growing with the
+    number of rows recorded; 8 x 8 flagged 0.02%, almost all of them templated text at J
+    0.33-0.40. In exchange 8 x 8 is less sensitive: in 250-400-character paragraphs, 1, 2 and 3
+    replaced words were caught in 99%, 94% and 83% of cases (8 x 4: 99%, 99%, 99%). Curation
+    rows have two or three parts (prompt and answers), whose product of similarities makes 32 x 8
+    safe there (curate/dataset.py uses it). Re-casing and re-spacing cost nothing (normalised).
     Cost grows linearly with `num_perm`.
 
     Rows too short to keep any sampled shingle (about under 20 bytes; the sampling is by content,

@@ -18,6 +18,7 @@ end (`atomic_directory`); `--dry-run` runs the same code into a folder it then d
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import gc
 import hashlib
@@ -249,9 +250,9 @@ class _Curation:
             rows, start = [], 0
             for batch in file.iter_batches(batch_size=4096):
                 end = start + batch.num_rows
-                idx = [i - start for i in picked if start <= i < end]
-                if idx:
-                    rows += batch.take(pa.array(idx)).to_pylist()
+                lo, hi = bisect.bisect_left(picked, start), bisect.bisect_left(picked, end)
+                if hi > lo:
+                    rows += batch.take(pa.array([i - start for i in picked[lo:hi]])).to_pylist()
                 start = end
             dups = self.deduper.check_batch([_dedup_item(kind, r) for r in rows])
             fresh = [r for r, d in zip(rows, dups, strict=True) if d is None]

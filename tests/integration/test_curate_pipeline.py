@@ -245,3 +245,24 @@ def test_events_stored_by_ingestion_are_grouped_with_their_answers(tmp_path, dat
         "thumbs_pair": 1,
     }
     assert "unknown_response" not in m["drops"]
+
+
+def test_every_kind_is_what_trl_takes_as_conversational_data(tmp_path, base_model_dir):
+    """TRL's own helpers (the ones its DPO/KTO/SFT trainers call) accept the rows as they are."""
+    from transformers import AutoTokenizer
+    from trl.data_utils import is_conversational, maybe_apply_chat_template
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
+    ws = workspace(tmp_path / "ws")
+    load_into(ws.database_url, 1500, seed=4)
+    res = curate_dataset(ws, TENANT)
+    for kind, text_keys in (
+        ("dpo", {"prompt", "chosen", "rejected"}),
+        ("kto", {"prompt", "completion"}),
+        ("sft", {"prompt", "completion"}),
+    ):
+        row = read_rows(res.path, kind)[0]
+        assert is_conversational(row), kind
+        templated = maybe_apply_chat_template(row, tokenizer)
+        assert text_keys <= set(templated) and all(isinstance(templated[k], str) for k in text_keys)
+        assert templated["prompt"].rstrip().endswith("assistant"), kind  # generation prompt added

@@ -25,3 +25,9 @@ class NoDataError(CtLlmError):
 
 class RegistryError(CtLlmError):
     """A model version, alias or decision does not exist or is in the wrong state."""
+
+
+class BusyError(CtLlmError):
+    """Another job holds the lock this one needs (e.g. a training of the same tenant)."""
+
+    exit_code = 3

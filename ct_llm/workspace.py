@@ -69,6 +69,11 @@ class Workspace:
         return self.root / "datasets"
 
     @property
+    def locks_dir(self) -> Path:
+        """Job locks (one training per tenant at a time); see ct_llm/locks.py."""
+        return self.root / "locks"
+
+    @property
     def golden_dir(self) -> Path:
         """Imported golden examples, `<tenant>/<sha>.jsonl`, mixed into every dataset version."""
         return self.root / "golden"

@@ -13,7 +13,8 @@ from typing import Any
 
 from ct_llm.config import resolve_resource
 from ct_llm.curate.dataset import latest_dataset
-from ct_llm.errors import NoDataError
+from ct_llm.errors import ConfigError, NoDataError
+from ct_llm.locks import job_lock
 from ct_llm.registry import registry
 from ct_llm.store.db import session_scope
 from ct_llm.store.models import DatasetVersion
@@ -33,6 +34,26 @@ def train_candidate(
 
     recipe_file = resolve_resource(recipe_path or ws.config.recipe)
     recipe = load_recipe(recipe_file, overrides or [])
+    max_rank = ws.config.serving.max_lora_rank
+    if recipe.lora.r > max_rank:
+        # Minutes of training for an adapter the server would refuse: say so before starting.
+        raise ConfigError(
+            f"recipe lora.r={recipe.lora.r} exceeds the serving limit serving.max_lora_rank="
+            f"{max_rank}; train with lora.r={max_rank} or lower, or raise the server's limit"
+        )
+    with job_lock(ws.locks_dir, "training", tenant):
+        return _train_locked(ws, tenant, recipe, recipe_file, overrides, dataset_version, on_log)
+
+
+def _train_locked(
+    ws: Workspace,
+    tenant: str,
+    recipe: Any,
+    recipe_file: Path,
+    overrides: list[str] | None,
+    dataset_version: str | None,
+    on_log: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
     base_dir = ws.require_base_model()
     with session_scope(ws.database_url) as session:
         if dataset_version:

@@ -1,0 +1,68 @@
+"""What stops a training before it starts: the per-tenant lock and the serving rank limit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ct_llm.errors import BusyError, ConfigError
+from ct_llm.locks import job_lock
+from ct_llm.train.candidate import train_candidate
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from ct_llm.locks import job_lock
+with job_lock(Path(sys.argv[1]), "training", "t"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_one_holder_per_tenant_and_job(tmp_path: Path) -> None:
+    busy = pytest.raises(BusyError, match=r"another training of tenant 'a' is running \(pid")
+    with job_lock(tmp_path, "training", "a"):
+        with busy, job_lock(tmp_path, "training", "a"):
+            pass
+        with job_lock(tmp_path, "training", "b"), job_lock(tmp_path, "cycle", "a"):
+            pass  # other tenants and other jobs are independent
+    with job_lock(tmp_path, "training", "a"):
+        pass  # released at the end of the block
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        with pytest.raises(BusyError, match=f"pid {proc.pid}"), job_lock(tmp_path, "training", "t"):
+            pass
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    deadline = time.monotonic() + 5
+    while True:  # the kernel releases the lock with the process
+        try:
+            with job_lock(tmp_path, "training", "t"):
+                break
+        except BusyError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_train_refuses_a_busy_tenant_and_a_rank_the_server_refuses(empty_workspace) -> None:
+    ws = empty_workspace
+    with pytest.raises(ConfigError, match=r"lora.r=32 exceeds the serving limit"):
+        train_candidate(ws, "default", overrides=["lora.r=32"])
+    busy = pytest.raises(BusyError, match="another training of tenant 'default'")
+    with job_lock(ws.locks_dir, "training", "default"), busy:
+        train_candidate(ws, "default")

@@ -74,7 +74,7 @@ def _train_locked(
         init_adapter = Path(registry.get_version(session, tenant, parent).path) if parent else None
         version_id, number = registry.next_adapter_version(session, tenant, ws.config.adapter_name)
 
-    from ct_llm.train.dpo import train_adapter
+    from ct_llm.train.runner import train_adapter
 
     output = ws.adapters_dir / version_id
     metrics = train_adapter(

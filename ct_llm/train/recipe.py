@@ -32,8 +32,9 @@ class LoraSettings(_Strict):
 class Recipe(_Strict):
     description: str = ""
     """What this recipe is for (free text, shown in the train record)."""
-    method: Literal["dpo"] = "dpo"
-    """Training method; "dpo" (direct preference optimisation on edit pairs) for now."""
+    method: Literal["auto", "dpo", "kto", "sft"] = "auto"
+    """"dpo" (preference pairs), "kto" (unpaired thumbs), "sft" (good answers), or "auto": the
+    strongest signal the dataset version holds, in that order."""
     lora: LoraSettings = LoraSettings()
     """The LoRA adapter being trained."""
     learning_rate: float = Field(5e-4, gt=0)
@@ -55,9 +56,14 @@ class Recipe(_Strict):
     max_grad_norm: float = Field(1.0, gt=0)
     """Gradient clipping norm."""
     beta: float = Field(0.1, gt=0)
-    """DPO temperature: how far the policy may move from the reference (larger = stay closer)."""
+    """DPO/KTO temperature: how far the policy may move from the reference (larger = stay
+    closer)."""
     loss_type: Literal["sigmoid", "ipo", "hinge", "robust", "sigmoid_norm"] = "sigmoid"
     """TRL preference loss; "sigmoid" is the original DPO loss."""
+    desirable_weight: float | None = Field(None, gt=0)
+    """KTO: loss weight of thumbs-up examples; None sets both weights from the label balance."""
+    undesirable_weight: float | None = Field(None, gt=0)
+    """KTO: loss weight of thumbs-down examples; None sets both weights from the label balance."""
     sft_weight: float = Field(0.0, ge=0)
     """Weight of an added NLL (SFT) loss on the chosen answer, as in RPO; 0 disables it."""
     thumbs_up_anchors: bool = True

@@ -30,7 +30,7 @@ Messages = list[dict[str, str]]
 def thumbs_up_anchors(dataset_dir: Path) -> list[dict[str, Any]]:
     """Thumbs-up answers of a dataset version (`kto/train.parquet`, label true) as anchor pairs,
     identical ones once; none when the split has no file."""
-    from ct_llm.train.dpo import read_split
+    from ct_llm.train.data import read_split
 
     rows = [r for r in read_split(dataset_dir, "kto") if r.get("label") is True]
     anchors: list[dict[str, Any]] = []

@@ -35,7 +35,7 @@ def _tiny_dataset(root: Path) -> Path:
 def test_cuda_dpo_trains_and_reports_gpu_memory(tmp_path: Path, base_model_dir: Path, qlora: bool):
     if qlora and importlib.util.find_spec("bitsandbytes") is None:
         pytest.skip("QLoRA needs the [quantization] extra (bitsandbytes)")
-    from ct_llm.train.dpo import train_adapter
+    from ct_llm.train.runner import train_adapter
 
     recipe = load_recipe(RECIPE, ["max_steps=4", f"qlora={str(qlora).lower()}"])
     out = tmp_path / "adapter"

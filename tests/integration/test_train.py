@@ -64,7 +64,7 @@ def _lora_tensors(path: Path) -> dict:
 
 
 def test_train_adapter_then_warm_start(tmp_path: Path, base_model_dir: Path) -> None:
-    from ct_llm.train.dpo import train_adapter
+    from ct_llm.train.runner import train_adapter
 
     data = _dataset(tmp_path / "data")
     out = tmp_path / "adapters" / "v1"
@@ -107,7 +107,7 @@ def test_train_adapter_then_warm_start(tmp_path: Path, base_model_dir: Path) -> 
 
 
 def test_empty_dataset_is_no_data(tmp_path: Path, base_model_dir: Path) -> None:
-    from ct_llm.train.dpo import train_adapter
+    from ct_llm.train.runner import train_adapter
 
     data = tmp_path / "data"
     data.mkdir()

@@ -9,8 +9,10 @@ import pytest
 from dataset_files import write_manifest, write_split
 
 from ct_llm.errors import ConfigError, NoDataError
-from ct_llm.train.dpo import _dataset_info, _summarise, load_pairs
+from ct_llm.train.data import dataset_info as _dataset_info
+from ct_llm.train.data import load_pairs
 from ct_llm.train.replay import anchor_pair, load_replay_prompts, thumbs_up_anchors
+from ct_llm.train.runner import summarise as _summarise
 
 PROMPT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Returns?"}]
 PAIR = {
@@ -139,9 +141,9 @@ def test_summary_takes_last_logged_metrics() -> None:
         {"loss": 0.5, "rewards/margins": 3.0, "rewards/accuracies": 1.0, "step": 2},
         {"train_loss": 1.25, "step": 2},
     ]
-    m = _summarise(history, steps=2, wall=3.456, n_pairs=8)
+    m = _summarise(history, steps=2, wall=3.456)
     assert (m["final_loss"], m["rewards/margins"], m["rewards/accuracies"]) == (0.5, 3.0, 1.0)
     assert m["first_margins"] == 0.1
     assert m["train_loss"] == 1.25
-    assert (m["steps"], m["train_pairs"], m["wall_time_s"]) == (2, 8, 3.46)
+    assert (m["steps"], m["wall_time_s"]) == (2, 3.46)
     assert m["peak_rss_mb"] > 0

@@ -97,4 +97,4 @@ def test_every_field_is_documented() -> None:
                     assert isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant), (
                         f"{node.name}.{stmt.target.id} has no docstring"  # type: ignore[union-attr]
                     )
-    assert Recipe().method == "dpo"
+    assert Recipe().method == "auto"

@@ -70,7 +70,7 @@ class Workspace:
 
     @property
     def locks_dir(self) -> Path:
-        """Job locks (one training per tenant at a time); see ct_llm/locks.py."""
+        """Job locks (one training per tenant at a time); see ct_llm/loop/locks.py."""
         return self.root / "locks"
 
     @property

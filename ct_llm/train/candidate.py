@@ -14,7 +14,7 @@ from typing import Any
 from ct_llm.config import resolve_resource
 from ct_llm.curate.dataset import latest_dataset
 from ct_llm.errors import ConfigError, NoDataError
-from ct_llm.locks import job_lock
+from ct_llm.loop.locks import job_lock
 from ct_llm.registry import registry
 from ct_llm.store.db import session_scope
 from ct_llm.store.models import DatasetVersion

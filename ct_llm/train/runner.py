@@ -95,10 +95,11 @@ def train_adapter(
             [common.log_callback(on_log)],
         )
         trainer = built.trainer
-        if on_log is not None:
-            from transformers import PrinterCallback
+        from transformers import PrinterCallback
 
-            trainer.remove_callback(PrinterCallback)  # the caller prints progress its own way
+        # Logs reach the caller through `on_log` only: transformers' printer would write them to
+        # stdout, where `--json` output goes.
+        trainer.remove_callback(PrinterCallback)
         # fit
         trainer.train()
     wall = time.monotonic() - started

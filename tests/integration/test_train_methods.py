@@ -76,7 +76,7 @@ def lora_b_norm(adapter: Path) -> float:
 
 @pytest.mark.parametrize("method", ["dpo", "kto", "sft"])
 def test_each_method_trains_a_lora_that_loads_and_changes_outputs(
-    method: str, tiny_model: Path, dataset_dir: Path, tmp_path: Path
+    method: str, tiny_model: Path, dataset_dir: Path, tmp_path: Path, capfd
 ) -> None:
     import torch
     from peft import PeftModel
@@ -85,7 +85,9 @@ def test_each_method_trains_a_lora_that_loads_and_changes_outputs(
     from ct_llm.train.runner import train_adapter
 
     out = tmp_path / method
+    capfd.readouterr()
     metrics = train_adapter(recipe(method), tiny_model, dataset_dir, out)
+    assert capfd.readouterr().out == ""  # stdout is for `--json`: no trainer log lines there
     assert metrics["method"] == method and metrics["steps"] == 2 and "final_loss" in metrics
     assert sorted(p.name for p in out.iterdir()) == [
         "adapter_config.json",

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from ct_llm.errors import BusyError, ConfigError
-from ct_llm.locks import job_lock
+from ct_llm.loop.locks import job_lock
 from ct_llm.train.candidate import train_candidate
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from ct_llm.locks import job_lock
+from ct_llm.loop.locks import job_lock
 with job_lock(Path(sys.argv[1]), "training", "t"):
     print("held", flush=True)
     time.sleep(60)

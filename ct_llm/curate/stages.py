@@ -1,0 +1,213 @@
+"""The stages of one curation run over shared state (the dedup index, drop counts, per-user
+row counts): rules -> scrub -> validate -> dedup -> staging, then cap -> split -> final files,
+then replay. `dataset.py` drives them and writes the version."""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ct_llm.config import CurateConfig
+from ct_llm.curate.dedup import Deduper
+from ct_llm.curate.files import CONV, USER, Staging, VersionWriter
+from ct_llm.curate.golden import GoldenRow
+from ct_llm.curate.guards import is_trusted, user_cap
+from ct_llm.curate.layout import KINDS, split_path
+from ct_llm.curate.rules import Drops, Example, RuleConfig, apply_rules, ignored_kinds
+from ct_llm.curate.scrub_rows import RowScrubber
+from ct_llm.curate.split import heldout_bucket
+from ct_llm.curate.validate import Validator
+
+_DEDUP_BATCH = 2000
+ANONYMOUS = "<anonymous>"  # feedback without a user id is capped as one user
+Progress = Callable[[int], None]
+
+
+def _dedup_item(kind: str, row: dict[str, Any]) -> tuple[str, list[str], list[str]]:
+    """(namespace, answers, prompt) for the deduper: a near duplicate is near in its answers
+    *and* its prompt. System messages are left out: the gateway adds the same one to every
+    request, and it says nothing about which question was asked."""
+    namespace = f"kto:{row['label']}" if kind == "kto" else kind
+    cols = ("chosen", "rejected") if kind == "dpo" else ("completion",)
+    answers = [m["content"] for c in cols for m in row[c]]
+    prompt = [m["content"] for m in row["prompt"] if m["role"] != "system"]
+    return namespace, answers, prompt
+
+
+class Curation:
+    """One run's state: the stages above, sharing the dedup index and the drop counts."""
+
+    def __init__(self, cfg: CurateConfig, root: Path) -> None:
+        self.cfg = cfg
+        self.rule_cfg = RuleConfig(
+            rules=frozenset(cfg.rules),
+            rating_margin=cfg.rating_margin,
+            sft_min_rating=cfg.sft_min_rating,
+            thumbs_pair_min_users=cfg.guards.thumbs_pair_min_users,
+        )
+        self.validator = Validator(
+            max_turn_chars=cfg.max_turn_chars, control_tokens=cfg.control_tokens
+        )
+        self.scrubber = RowScrubber()
+        # 32 permutations suffice because a match needs prompt and answers both near (see
+        # dedup.py): two independent band matches make unrelated rows collide far more rarely.
+        self.deduper = Deduper(near_dup=cfg.near_dup, num_perm=32, seed=cfg.seed)
+        self.drops = Drops()
+        self.by_rule: Counter[str] = Counter()
+        self.staging = Staging(root)
+        self.rows_per_user: Counter[str] = Counter()
+        self.exempt_rows = 0
+        self._pending: list[tuple[str, dict[str, Any], str | None, str | None, str]] = []
+
+    # -- stage: rules, scrub, validate, dedup, stage ---------------------------------------
+    def owner(self, ex: Example) -> str | None:
+        """Whose row this is for the cap: None (exempt) when a trusted user vouches for it."""
+        patterns = self.cfg.guards.trusted_users
+        if patterns and any(is_trusted(u, patterns) for u in ex.users):
+            return None
+        named = [u for u in ex.users if not u.startswith("anonymous:")]
+        if named:
+            return min(named)
+        return ANONYMOUS if self.cfg.guards.cap_anonymous else None
+
+    def offer(
+        self, kind: str, row: dict[str, Any], user: str | None, conv: str | None, rule: str
+    ) -> None:
+        row = self.scrubber.row(row)
+        reason = self.validator.check(kind, row)
+        if reason:
+            self.drops.add(reason)
+            return
+        self._pending.append((kind, row, user, conv, rule))
+        if len(self._pending) >= _DEDUP_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        items = [_dedup_item(k, r) for k, r, *_ in self._pending]
+        for (kind, row, user, conv, rule), dup in zip(
+            self._pending, self.deduper.check_batch(items), strict=True
+        ):
+            if dup:
+                self.drops.add(dup)
+                continue
+            self.by_rule[rule] += 1
+            if user is None:
+                self.exempt_rows += 1
+            else:
+                self.rows_per_user[user] += 1
+            self.staging.add(kind, row, user, conv)
+        self._pending = []
+
+    def feedback(self, groups: Any, on_progress: Progress | None) -> None:
+        events = 0
+        for n, group in enumerate(groups, 1):
+            events += len(group)
+            self.drops.add("comment_not_used", ignored_kinds(group))
+            for ex in apply_rules(group, self.rule_cfg, self.drops):
+                self.offer(ex.kind, ex.row, self.owner(ex), ex.conversation, ex.rule)
+            if on_progress and n % 20_000 == 0:
+                on_progress(events)
+        self.flush()
+
+    def golden(self, files: list[tuple[str, list[GoldenRow]]]) -> dict[str, int]:
+        take = self.cfg.replay.golden_fraction
+        used: dict[str, int] = {}
+        for name, rows in files:
+            keep = [r for i, r in enumerate(rows) if _sample(self.cfg.seed, name, i) < take]
+            for kind, row in keep:
+                # Training only (no conversation), exempt from the cap (no user).
+                self.offer(kind, row, None, None, "golden")
+            used[name] = len(keep)
+        self.flush()
+        return used
+
+    # -- finish: cap, split, replay ----------------------------------------------------------
+    def write_version(self, out: VersionWriter) -> dict[str, Any]:
+        self.flush()
+        self.staging.close()
+        g = self.cfg.guards
+        cap = user_cap(self.rows_per_user, self.exempt_rows, g.max_user_share, g.min_rows_per_user)
+        kept: Counter[str] = Counter()
+        trimmed = 0
+        last: list[Any] = [None, False]  # rows of one conversation are adjacent: a 1-entry cache
+
+        def is_held_out(conv: str | None) -> bool:
+            if conv is None:
+                return False  # no conversation (golden rows): training only
+            if conv != last[0]:
+                last[:] = [conv, heldout_bucket(conv, self.cfg.seed) < self.cfg.heldout_fraction]
+            return bool(last[1])
+
+        for kind in KINDS:
+            for batch in self.staging.batches(kind):
+                table = pa.Table.from_batches([batch])
+                keep, test = [], []
+                for user, conv in zip(
+                    table.column(USER).to_pylist(), table.column(CONV).to_pylist(), strict=True
+                ):
+                    ok = user is None or kept[user] < cap
+                    if ok and user is not None:
+                        kept[user] += 1
+                    trimmed += not ok
+                    keep.append(ok)
+                    test.append(is_held_out(conv))
+                keep_a, test_a = pa.array(keep), pa.array(test)
+                out.write(kind, "train", table.filter(pc.and_not(keep_a, test_a)))
+                out.write(kind, "test", table.filter(pc.and_(keep_a, test_a)))
+        self.drops.add("user_cap", trimmed)
+        self.staging.remove()
+        total = sum(kept.values()) + self.exempt_rows
+        top = kept.most_common(1)
+        return {
+            "max_user_share": g.max_user_share,
+            "rows_per_user": cap,
+            "rows_trimmed": trimmed,
+            "largest_user_share": round(top[0][1] / total, 4) if top and total else 0.0,
+        }
+
+    def replay(
+        self, parent_dir: Path | None, new_train: dict[str, int], out: VersionWriter
+    ) -> dict:
+        """Rows of the parent's training split, `replay.fraction` x the new training rows per
+        kind, sampled with the seed; duplicates of new rows are left out."""
+        info: dict[str, int] = {}
+        if parent_dir is None or self.cfg.replay.fraction <= 0:
+            return info
+        import pyarrow.parquet as pq
+
+        for kind in KINDS:
+            path = split_path(parent_dir, kind, "train")
+            want = round(self.cfg.replay.fraction * new_train.get(kind, 0))
+            if not path.is_file() or want <= 0:
+                continue
+            file = pq.ParquetFile(path)
+            picked = _pick(file.metadata.num_rows, want, self.cfg.seed, parent_dir.name)
+            rows, start = [], 0
+            for batch in file.iter_batches(batch_size=4096):
+                end = start + batch.num_rows
+                lo, hi = bisect.bisect_left(picked, start), bisect.bisect_left(picked, end)
+                if hi > lo:
+                    rows += batch.take(pa.array([i - start for i in picked[lo:hi]])).to_pylist()
+                start = end
+            dups = self.deduper.check_batch([_dedup_item(kind, r) for r in rows])
+            fresh = [r for r, d in zip(rows, dups, strict=True) if d is None]
+            out.write_rows(kind, "train", fresh)
+            info[kind] = len(fresh)
+        return info
+
+
+def _sample(seed: int, name: str, i: int) -> float:
+    digest = hashlib.sha256(f"{seed}:{name}:{i}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _pick(n: int, k: int, seed: int, salt: str) -> list[int]:
+    """k of range(n), the same for the same (seed, salt): the k smallest hashes."""
+    return sorted(sorted(range(n), key=lambda i: _sample(seed, salt, i))[: min(k, n)])

@@ -26,6 +26,18 @@ def balance_weights(n_desirable: int, n_undesirable: int) -> tuple[float, float]
     return 1.0, n_desirable / n_undesirable
 
 
+def check_rows(rows: list[dict[str, Any]], dataset_dir: Path) -> tuple[int, int]:
+    """(thumbs up, thumbs down); KTO learns from the contrast, so both must be there."""
+    n_up = sum(1 for r in rows if r["label"])
+    n_down = len(rows) - n_up
+    if n_up == 0 or n_down == 0:
+        raise NoDataError(
+            f"KTO needs both thumbs up and thumbs down; {dataset_dir} has {n_up} up and "
+            f"{n_down} down (use method: sft for liked answers only)"
+        )
+    return n_up, n_down
+
+
 def build(
     recipe: Recipe,
     rows: list[dict[str, Any]],
@@ -39,13 +51,7 @@ def build(
     from datasets import Dataset
     from trl import KTOConfig, KTOTrainer
 
-    n_up = sum(1 for r in rows if r["label"])
-    n_down = len(rows) - n_up
-    if n_up == 0 or n_down == 0:
-        raise NoDataError(
-            f"KTO needs both thumbs up and thumbs down; {dataset_dir} has {n_up} up and "
-            f"{n_down} down (use method: sft for liked answers only)"
-        )
+    n_up, n_down = check_rows(rows, dataset_dir)
     auto = balance_weights(n_up, n_down)
     desirable = recipe.desirable_weight if recipe.desirable_weight is not None else auto[0]
     undesirable = recipe.undesirable_weight if recipe.undesirable_weight is not None else auto[1]

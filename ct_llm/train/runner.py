@@ -69,6 +69,9 @@ def train_adapter(
         )
     method = choose_method(dataset_dir) if recipe.method == "auto" else recipe.method
     rows = load_examples(dataset_dir, method)
+    module = _method_module(method)
+    if hasattr(module, "check_rows"):
+        module.check_rows(rows, dataset_dir)  # before minutes of model loading
     dataset = dataset_info(dataset_dir)
     started = time.monotonic()
 
@@ -84,7 +87,7 @@ def train_adapter(
     model = common.load_model(recipe, base_model_dir, init_adapter)
     peft_config = None if init_adapter is not None else common.lora_config(recipe)
     with tempfile.TemporaryDirectory(prefix="ct-llm-trl-") as scratch:
-        built = _method_module(method).build(
+        built = module.build(
             recipe,
             rows,
             model,

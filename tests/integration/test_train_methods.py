@@ -130,6 +130,22 @@ def test_auto_picks_the_strongest_signal_the_version_has(
         train_adapter(recipe("kto"), tiny_model, only_sft, tmp_path / "b")
 
 
+def test_kto_with_one_label_only_is_refused_before_loading(tmp_path: Path) -> None:
+    from dataset_files import write_split
+
+    from ct_llm.train.runner import train_adapter
+
+    row = {
+        "prompt": [{"role": "user", "content": "Hi"}],
+        "completion": [{"role": "assistant", "content": "Hello!"}],
+        "label": True,
+    }
+    write_split(tmp_path / "v", "kto", "train", [row, row])
+    with pytest.raises(NoDataError, match="KTO needs both thumbs up and thumbs down"):
+        # No model at this path: the check must come first.
+        train_adapter(recipe("kto"), tmp_path / "no-model", tmp_path / "v", tmp_path / "out")
+
+
 def test_kto_weights_balance_the_labels() -> None:
     assert balance_weights(10, 40) == (4.0, 1.0)
     assert balance_weights(40, 10) == (1.0, 4.0)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ct_llm.train.common import common_args
-from ct_llm.train.method import Built
+from ct_llm.train.method import Built, Job
 from ct_llm.train.recipe import Recipe
 
 
@@ -42,27 +42,18 @@ def anchors(recipe: Recipe, model: Any, tokenizer: Any, dataset_dir: Path) -> li
     return found
 
 
-def build(
-    recipe: Recipe,
-    rows: list[dict[str, Any]],
-    model: Any,
-    tokenizer: Any,
-    dataset_dir: Path,
-    scratch: Path,
-    peft_config: Any,
-    callbacks: list[Any],
-) -> Built:
+def build(job: Job) -> Built:
     from datasets import Dataset
     from trl import DPOTrainer
 
-    extra = anchors(recipe, model, tokenizer, dataset_dir)
+    extra = anchors(job.recipe, job.model, job.tokenizer, job.dataset_dir)
     trainer = DPOTrainer(
-        model=model,
+        model=job.model,
         ref_model=None,
-        args=dpo_args(recipe, scratch),
-        train_dataset=Dataset.from_list(rows + extra),
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=callbacks,
+        args=dpo_args(job.recipe, job.scratch),
+        train_dataset=Dataset.from_list(job.rows + extra),
+        processing_class=job.tokenizer,
+        peft_config=job.peft_config,
+        callbacks=job.callbacks,
     )
-    return Built(trainer, {"train_pairs": len(rows), "anchors": len(extra)})
+    return Built(trainer, {"train_pairs": len(job.rows), "anchors": len(extra)})

@@ -13,8 +13,7 @@ from typing import Any
 
 from ct_llm.errors import NoDataError
 from ct_llm.train.common import common_args
-from ct_llm.train.method import Built
-from ct_llm.train.recipe import Recipe
+from ct_llm.train.method import Built, Job
 
 
 def balance_weights(n_desirable: int, n_undesirable: int) -> tuple[float, float]:
@@ -38,37 +37,29 @@ def check_rows(rows: list[dict[str, Any]], dataset_dir: Path) -> tuple[int, int]
     return n_up, n_down
 
 
-def build(
-    recipe: Recipe,
-    rows: list[dict[str, Any]],
-    model: Any,
-    tokenizer: Any,
-    dataset_dir: Path,
-    scratch: Path,
-    peft_config: Any,
-    callbacks: list[Any],
-) -> Built:
+def build(job: Job) -> Built:
     from datasets import Dataset
     from trl import KTOConfig, KTOTrainer
 
-    n_up, n_down = check_rows(rows, dataset_dir)
+    n_up, n_down = check_rows(job.rows, job.dataset_dir)
     auto = balance_weights(n_up, n_down)
+    recipe = job.recipe
     desirable = recipe.desirable_weight if recipe.desirable_weight is not None else auto[0]
     undesirable = recipe.undesirable_weight if recipe.undesirable_weight is not None else auto[1]
     args = KTOConfig(
-        **common_args(recipe, scratch, KTOConfig),
+        **common_args(recipe, job.scratch, KTOConfig),
         beta=recipe.beta,
         desirable_weight=desirable,
         undesirable_weight=undesirable,
     )
     trainer = KTOTrainer(
-        model=model,
+        model=job.model,
         ref_model=None,
         args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=callbacks,
+        train_dataset=Dataset.from_list(job.rows),
+        processing_class=job.tokenizer,
+        peft_config=job.peft_config,
+        callbacks=job.callbacks,
     )
     info = {
         "desirable": n_up,

@@ -17,6 +17,7 @@ from ct_llm.atomic import atomic_directory, atomic_write_json
 from ct_llm.errors import ConfigError
 from ct_llm.train import common
 from ct_llm.train.data import choose_method, dataset_info, load_examples
+from ct_llm.train.method import Job
 from ct_llm.train.recipe import Recipe, recipe_to_dict
 
 # Metrics copied from the last TRL log that has them into the returned summary.
@@ -88,14 +89,16 @@ def train_adapter(
     peft_config = None if init_adapter is not None else common.lora_config(recipe)
     with tempfile.TemporaryDirectory(prefix="ct-llm-trl-") as scratch:
         built = module.build(
-            recipe,
-            rows,
-            model,
-            tokenizer,
-            dataset_dir,
-            Path(scratch),
-            peft_config,
-            [common.log_callback(on_log)],
+            Job(
+                recipe=recipe,
+                rows=rows,
+                model=model,
+                tokenizer=tokenizer,
+                dataset_dir=dataset_dir,
+                scratch=Path(scratch),
+                peft_config=peft_config,
+                callbacks=[common.log_callback(on_log)],
+            )
         )
         trainer = built.trainer
         from transformers import PrinterCallback

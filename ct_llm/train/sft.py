@@ -4,34 +4,21 @@ to answer, not to write questions."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from ct_llm.train.common import common_args
-from ct_llm.train.method import Built
-from ct_llm.train.recipe import Recipe
+from ct_llm.train.method import Built, Job
 
 
-def build(
-    recipe: Recipe,
-    rows: list[dict[str, Any]],
-    model: Any,
-    tokenizer: Any,
-    dataset_dir: Path,
-    scratch: Path,
-    peft_config: Any,
-    callbacks: list[Any],
-) -> Built:
+def build(job: Job) -> Built:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    args = SFTConfig(**common_args(recipe, scratch, SFTConfig), completion_only_loss=True)
+    args = SFTConfig(**common_args(job.recipe, job.scratch, SFTConfig), completion_only_loss=True)
     trainer = SFTTrainer(
-        model=model,
+        model=job.model,
         args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=callbacks,
+        train_dataset=Dataset.from_list(job.rows),
+        processing_class=job.tokenizer,
+        peft_config=job.peft_config,
+        callbacks=job.callbacks,
     )
     return Built(trainer, {})

@@ -193,19 +193,16 @@ def _curate(
     return CurateResult(version, final, manifest)
 
 
-def _output_dir(final: Path, dry_run: bool):  # type: ignore[no-untyped-def]
+@contextlib.contextmanager
+def _output_dir(final: Path, dry_run: bool) -> Iterator[Path]:
+    """The version's folder while it is written: renamed into place at the end, or, for a dry
+    run, a temporary folder deleted at the end."""
     if dry_run:
-        return _TempPath()
-    return atomic_directory(final)
-
-
-class _TempPath:
-    def __enter__(self) -> Path:
-        self._tmp = tempfile.TemporaryDirectory(prefix="ct-llm-curate-dry-")
-        return Path(self._tmp.name)
-
-    def __exit__(self, *exc: object) -> None:
-        self._tmp.cleanup()
+        with tempfile.TemporaryDirectory(prefix="ct-llm-curate-dry-") as tmp:
+            yield Path(tmp)
+    else:
+        with atomic_directory(final) as tmp:
+            yield tmp
 
 
 def _drops(run: Curation, stats: ev.StreamStats) -> dict[str, int]:

@@ -5,7 +5,6 @@ then replay. `dataset.py` drives them and writes the version."""
 from __future__ import annotations
 
 import bisect
-import hashlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,7 @@ from ct_llm.curate.guards import is_trusted, user_cap
 from ct_llm.curate.layout import KINDS, split_path
 from ct_llm.curate.rules import Drops, Example, RuleConfig, apply_rules, ignored_kinds
 from ct_llm.curate.scrub_rows import RowScrubber
-from ct_llm.curate.split import heldout_bucket
+from ct_llm.curate.split import bucket, heldout_bucket
 from ct_llm.curate.validate import Validator
 
 _DEDUP_BATCH = 2000
@@ -120,7 +119,7 @@ class Curation:
         take = self.cfg.replay.golden_fraction
         used: dict[str, int] = {}
         for name, rows in files:
-            keep = [r for i, r in enumerate(rows) if _sample(self.cfg.seed, name, i) < take]
+            keep = [r for i, r in enumerate(rows) if bucket(f"{name}:{i}", self.cfg.seed) < take]
             for kind, row in keep:
                 # Training only (no conversation), exempt from the cap (no user).
                 self.offer(kind, row, None, None, "golden")
@@ -203,11 +202,6 @@ class Curation:
         return info
 
 
-def _sample(seed: int, name: str, i: int) -> float:
-    digest = hashlib.sha256(f"{seed}:{name}:{i}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
 def _pick(n: int, k: int, seed: int, salt: str) -> list[int]:
     """k of range(n), the same for the same (seed, salt): the k smallest hashes."""
-    return sorted(sorted(range(n), key=lambda i: _sample(seed, salt, i))[: min(k, n)])
+    return sorted(sorted(range(n), key=lambda i: bucket(f"{salt}:{i}", seed))[: min(k, n)])

@@ -14,9 +14,9 @@ from ct_llm.errors import CtLlmError
 AVAILABLE = {
     "ingest": "feedback ingestion: ours vs a naive FastAPI + ORM endpoint",
     "curate": "curation end to end at 100k and 1M synthetic events",
+    "train": "DPO training: ct-llm's shared-prompt engine vs stock TRL DPOTrainer",
 }
 PLANNED = {
-    "train": "training speed vs stock TRL (issue #5)",
     "eval": "vLLM eval vs a transformers generate loop (issue #6)",
     "swap": "adapter hot-swap under load (issue #7)",
 }
@@ -32,6 +32,10 @@ def run_bench(what: str, log: Callable[[str], None], **options: Any) -> dict[str
         from ct_llm.bench.curate import run_curate_bench
 
         return run_curate_bench(log, **options)
+    if what == "train":
+        from ct_llm.bench.train import run_train_bench
+
+        return run_train_bench(log, **options)
     if what not in PLANNED:
         names = ", ".join([*AVAILABLE, *PLANNED])
         raise CtLlmError(f"unknown benchmark '{what}'; choose one of: {names}")

@@ -54,7 +54,12 @@ def load_model(recipe: Recipe, base_model_dir: Path, init_adapter: Path | None) 
     import torch
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if recipe.attn_implementation == "flash_attention_2" and not torch.cuda.is_available():
+        raise ConfigError("attn_implementation flash_attention_2 needs a CUDA GPU; use sdpa")
+    kwargs: dict[str, Any] = {
+        "dtype": torch.float32,
+        "attn_implementation": recipe.attn_implementation,
+    }
     if torch.cuda.is_available():
         kwargs["dtype"] = torch.bfloat16
         if recipe.qlora:

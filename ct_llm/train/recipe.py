@@ -59,7 +59,29 @@ class Recipe(_Strict):
     """DPO/KTO temperature: how far the policy may move from the reference (larger = stay
     closer)."""
     loss_type: Literal["sigmoid", "ipo", "hinge", "robust", "sigmoid_norm"] = "sigmoid"
-    """TRL preference loss; "sigmoid" is the original DPO loss."""
+    """Preference loss (TRL's names): "sigmoid" is the original DPO loss; "robust" (with
+    `label_smoothing`) expects a share of the pairs to be flipped, as noisy thumbs are."""
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    """"robust" loss: the assumed probability that a pair's preference label is wrong (0.1 is the
+    Robust DPO paper's typical value)."""
+    start_from: Literal["production", "base"] = "production"
+    """"production": warm-start from the production adapter, which is also the DPO/KTO reference;
+    "base": a fresh adapter on the base model (the reference is the base)."""
+    dpo_engine: Literal["shared_prompt", "trl"] = "shared_prompt"
+    """"shared_prompt": ct-llm's DPO step (prompt encoded once per pair, reference log-probs
+    computed once before training, no padding between chosen and rejected); "trl": TRL's
+    DPOTrainer, for its other losses or FlashAttention-2."""
+    reference_batch_size: int = Field(16, ge=1)
+    """Pairs per forward pass when the shared-prompt engine computes the reference log-probs
+    (inference only, so it can be larger than the training batch)."""
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    """Attention kernel; flash_attention_2 needs CUDA, the flash-attn package, and dpo_engine trl
+    (its kernel cannot take the shared-prompt attention mask)."""
+    use_liger_kernel: bool = False
+    """On CUDA: Liger's fused kernels (needs the liger-kernel package), TRL methods only."""
+    save_steps: int = Field(50, ge=0)
+    """Write a resumable checkpoint every this many optimizer steps (0: none); `ct-llm train
+    --resume` continues from the last complete one."""
     desirable_weight: float | None = Field(None, gt=0)
     """KTO: loss weight of thumbs-up examples; None sets both weights from the label balance."""
     undesirable_weight: float | None = Field(None, gt=0)
@@ -84,10 +106,17 @@ class Recipe(_Strict):
     """Report loss and reward metrics every this many optimizer steps."""
 
     @model_validator(mode="after")
-    def _anchors_need_sft(self) -> Recipe:
+    def _consistent(self) -> Recipe:
         # Anchors are identical chosen/rejected pairs: only the SFT term gives them a gradient.
         if self.replay_prompts and self.sft_weight == 0:
             raise ValueError("replay_prompts needs sft_weight > 0 (anchors train via the SFT term)")
+        if self.attn_implementation == "flash_attention_2" and self.dpo_engine == "shared_prompt":
+            raise ValueError(
+                "attn_implementation flash_attention_2 needs dpo_engine: trl (the shared-prompt "
+                "step uses an attention mask FlashAttention-2 cannot take)"
+            )
+        if self.label_smoothing > 0 and self.loss_type != "robust":
+            raise ValueError("label_smoothing is used by loss_type robust only")
         return self
 
 

@@ -42,6 +42,10 @@ def summarise(history: list[dict[str, Any]], steps: int, wall: float) -> dict[st
                 metrics["final_loss"] = value
             elif key == "train_loss" or key.startswith(_FINAL_PREFIXES):
                 metrics[key] = value
+    metrics["loss_curve"] = [e["loss"] for e in history if "loss" in e]
+    end = next((e for e in history if "train_runtime" in e), None)
+    if end is not None:
+        metrics["train_runtime_s"] = round(end["train_runtime"], 2)
     first = next((e for e in history if "rewards/margins" in e), None)
     if first is not None:
         metrics["first_margins"] = first["rewards/margins"]

@@ -1,0 +1,151 @@
+"""The shared-prompt DPO layout and losses against the plain computation they replace: the same
+log-probabilities as two separate sequences, and TRL's loss values on the same inputs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ct_llm.train.pair_layout import (  # noqa: E402
+    CHOSEN,
+    PROMPT,
+    REJECTED,
+    PairTokens,
+    collate,
+    layout_row,
+    truncate,
+)
+from ct_llm.train.preference_loss import LossConfig, SequenceLogps, preference_loss  # noqa: E402
+
+
+def tiny_model():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=50,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+PAIRS = [
+    PairTokens([1, 5, 6, 7, 8], [9, 10, 11], [12]),
+    PairTokens([1, 5, 6], [13, 14, 15, 16, 17, 18], [19, 20, 21, 22]),
+    PairTokens([1, 2, 3, 4, 5, 6, 7, 8, 9], [30], [31, 32]),
+]
+
+
+def separate_logps(model, prompt: list[int], answer: list[int]) -> float:
+    logits = model(torch.tensor([prompt + answer])).logits[0]
+    logps = torch.log_softmax(logits.float(), -1)
+    n = len(prompt)
+    return sum(float(logps[n - 1 + j, answer[j]]) for j in range(len(answer)))
+
+
+def test_layout_puts_predicting_positions_first_and_drops_last_answer_tokens() -> None:
+    ids, pos, seg = layout_row(PAIRS[0])
+    assert ids == [8, 9, 10, 8, 1, 5, 6, 7]
+    assert pos == [4, 5, 6, 4, 0, 1, 2, 3]
+    assert seg == [CHOSEN] * 3 + [REJECTED] + [PROMPT] * 4
+
+
+def test_branches_never_see_each_other() -> None:
+    batch = collate(PAIRS[:1], pad_id=0)
+    mask = batch["attention_mask"][0, 0]
+    chosen, rejected, prompt = range(0, 3), range(3, 4), range(4, 8)
+    for q in chosen:
+        assert not any(mask[q, k] for k in rejected)
+        assert all(mask[q, k] for k in prompt)
+    for q in rejected:
+        assert not any(mask[q, k] for k in chosen)
+    # the prompt body is causal: no position sees a later one
+    assert not mask[4, 5] and mask[5, 4]
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_logps_equal_two_separate_sequences(attn: str) -> None:
+    from ct_llm.train.shared_prompt_dpo import sequence_logps
+
+    model = tiny_model()
+    model.config._attn_implementation = attn
+    batch = collate(PAIRS, pad_id=0)
+    with torch.no_grad():
+        got = sequence_logps(model, batch)
+        for i, pair in enumerate(PAIRS):
+            want_c = separate_logps(model, pair.prompt, pair.chosen)
+            want_r = separate_logps(model, pair.prompt, pair.rejected)
+            assert float(got.chosen[i]) == pytest.approx(want_c, abs=1e-4)
+            assert float(got.rejected[i]) == pytest.approx(want_r, abs=1e-4)
+    assert got.chosen_lengths.tolist() == [3, 6, 1]
+    assert got.rejected_lengths.tolist() == [1, 4, 2]
+
+
+def test_padding_rows_get_no_nan_gradients() -> None:
+    from ct_llm.train.shared_prompt_dpo import sequence_logps
+
+    model = tiny_model().train()
+    out = sequence_logps(model, collate(PAIRS, pad_id=0))
+    (out.chosen.sum() - out.rejected.sum()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_truncation_keeps_start_and_drops_prompt_filling_pairs() -> None:
+    pair = PairTokens([1, 2, 3], [4, 5, 6, 7], [8, 9])
+    assert truncate(pair, 5) == PairTokens([1, 2, 3], [4, 5], [8, 9])
+    assert truncate(pair, 3) is None
+
+
+def logps(c: list[float], r: list[float], lc=None, lr=None) -> SequenceLogps:
+    t = torch.tensor
+    return SequenceLogps(
+        chosen=t(c),
+        rejected=t(r),
+        chosen_tokens=t([-0.5, -1.5]),
+        chosen_lengths=t(lc or [1] * len(c)),
+        rejected_lengths=t(lr or [1] * len(r)),
+    )
+
+
+def test_sigmoid_loss_and_rewards_by_hand() -> None:
+    loss, stats = preference_loss(
+        LossConfig(beta=0.5), logps([-1.0], [-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0])
+    )
+    # delta = (1) - (-1) = 2; -log sigmoid(0.5 * 2)
+    assert float(loss) == pytest.approx(-math.log(1 / (1 + math.exp(-1.0))))
+    assert float(stats["rewards/margins"][0]) == pytest.approx(1.0)
+    assert float(stats["rewards/accuracies"][0]) == 1.0
+
+
+def test_robust_loss_is_trls_formula_and_sft_term_adds_mean_nll() -> None:
+    eps, beta, delta = 0.1, 0.1, 2.0
+    cfg = LossConfig(loss_type="robust", beta=beta, label_smoothing=eps, sft_weight=1.0)
+    loss, _ = preference_loss(cfg, logps([0.0], [-delta]), torch.tensor([0.0]), torch.tensor([0.0]))
+
+    def logsig(x: float) -> float:
+        return -math.log1p(math.exp(-x))
+
+    robust = (-(1 - eps) * logsig(beta * delta) + eps * logsig(-beta * delta)) / (1 - 2 * eps)
+    assert float(loss) == pytest.approx(robust + 1.0)  # mean NLL of tokens -0.5, -1.5 is 1.0
+
+
+def test_ipo_normalises_by_answer_length() -> None:
+    cfg = LossConfig(loss_type="ipo", beta=0.25)
+    loss, _ = preference_loss(
+        cfg, logps([-2.0], [-8.0], [2], [4]), torch.tensor([0.0]), torch.tensor([0.0])
+    )
+    # per-token log-ratios -1 and -2: delta 1; (1 - 1 / (2 * 0.25))^2
+    assert float(loss) == pytest.approx(1.0)
+
+
+def test_unknown_loss_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown loss_type"):
+        LossConfig(loss_type="exo_pair")

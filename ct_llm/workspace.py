@@ -74,6 +74,11 @@ class Workspace:
         return self.root / "locks"
 
     @property
+    def checkpoints_dir(self) -> Path:
+        """Running and interrupted training jobs, `<version>/` (see ct_llm/train/checkpoints.py)."""
+        return self.root / "checkpoints"
+
+    @property
     def golden_dir(self) -> Path:
         """Imported golden examples, `<tenant>/<sha>.jsonl`, mixed into every dataset version."""
         return self.root / "golden"

@@ -64,6 +64,12 @@ def train(
     as_json: bool = JsonOpt,
     recipe: str = typer.Option(None, help="Recipe YAML (default: the workspace's recipe)."),
     dataset: str = typer.Option(None, help="Dataset version (default: the latest)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the interrupted training from its last checkpoint."
+    ),
+    restart: bool = typer.Option(
+        False, "--restart", help="Discard an interrupted training's checkpoints and start anew."
+    ),
 ) -> None:
     """Train a candidate adapter. Extra `key=value` arguments override the recipe."""
     from ct_llm.train.candidate import train_candidate
@@ -74,8 +80,17 @@ def train(
             raise CtLlmError(f"unexpected argument '{o}'; recipe overrides are key=value")
     ws, tenant = open_workspace(workspace, tenant)
     on_log = None if as_json else (lambda logs: progress(_fmt_log(logs)))
+    if resume and (overrides or recipe or dataset or restart):
+        raise CtLlmError("--resume continues the interrupted job as it was: no recipe changes")
     res = train_candidate(
-        ws, tenant, recipe_path=recipe, overrides=overrides, dataset_version=dataset, on_log=on_log
+        ws,
+        tenant,
+        recipe_path=recipe,
+        overrides=overrides,
+        dataset_version=dataset,
+        on_log=on_log,
+        resume=resume,
+        restart=restart,
     )
     emit(
         res,
@@ -85,6 +100,8 @@ def train(
 
 
 def _fmt_log(logs: dict[str, Any]) -> str:
+    if "event" in logs:
+        return f"  {logs['event']}"
     keys = ("step", "loss", "rewards/accuracies", "rewards/margins", "learning_rate")
     return "  " + "  ".join(
         f"{k}={logs[k]:.4g}" if isinstance(logs.get(k), float) else f"{k}={logs[k]}"

@@ -2,11 +2,13 @@
 
 The adapter lands in `adapters/<tenant>-<adapter_name>-v<N>/` (written atomically by the runner)
 and in the registry as a `candidate`, with its dataset version and parent (the production
-adapter at the time) as lineage.
+adapter at the time) as lineage. While it trains, its checkpoints and job record live in
+`checkpoints/<version>/`, so an interrupted run can be resumed (`checkpoints.py`).
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from ct_llm.loop.locks import job_lock
 from ct_llm.registry import registry
 from ct_llm.store.db import session_scope
 from ct_llm.store.models import DatasetVersion
+from ct_llm.train.checkpoints import TrainingJob, completed_step, interrupted_jobs
 from ct_llm.workspace import Workspace
 
 
@@ -29,8 +32,42 @@ def train_candidate(
     overrides: list[str] | None = None,
     dataset_version: str | None = None,
     on_log: Callable[[dict[str, Any]], None] | None = None,
+    resume: bool = False,
+    restart: bool = False,
 ) -> dict[str, Any]:
-    from ct_llm.train.recipe import load_recipe
+    """Train, register and return a candidate. `resume` continues the tenant's interrupted
+    training from its last complete checkpoint; `restart` discards it and starts anew."""
+    with job_lock(ws.locks_dir, "training", tenant):
+        stale = interrupted_jobs(ws.checkpoints_dir, tenant)
+        if resume:
+            if not stale:
+                raise NoDataError(f"tenant '{tenant}' has no interrupted training to resume")
+            job, folder = stale[-1]
+            for _old, old_folder in stale[:-1]:
+                shutil.rmtree(old_folder, ignore_errors=True)
+            return _run(ws, job, folder, on_log, resume=True)
+        for job, folder in stale:
+            step = completed_step(folder / "trainer")
+            if step and not restart:
+                raise ConfigError(
+                    f"the training of {job.version} was interrupted after step {step}; "
+                    "`ct-llm train --resume` continues it, `--restart` discards it"
+                )
+            shutil.rmtree(folder, ignore_errors=True)  # nothing worth keeping
+        job = _new_job(ws, tenant, recipe_path, overrides, dataset_version)
+        folder = ws.checkpoints_dir / job.version
+        job.save(folder)
+        return _run(ws, job, folder, on_log, resume=False)
+
+
+def _new_job(
+    ws: Workspace,
+    tenant: str,
+    recipe_path: str | None,
+    overrides: list[str] | None,
+    dataset_version: str | None,
+) -> TrainingJob:
+    from ct_llm.train.recipe import load_recipe, recipe_to_dict
 
     recipe_file = resolve_resource(recipe_path or ws.config.recipe)
     recipe = load_recipe(recipe_file, overrides or [])
@@ -41,20 +78,7 @@ def train_candidate(
             f"recipe lora.r={recipe.lora.r} exceeds the serving limit serving.max_lora_rank="
             f"{max_rank}; train with lora.r={max_rank} or lower, or raise the server's limit"
         )
-    with job_lock(ws.locks_dir, "training", tenant):
-        return _train_locked(ws, tenant, recipe, recipe_file, overrides, dataset_version, on_log)
-
-
-def _train_locked(
-    ws: Workspace,
-    tenant: str,
-    recipe: Any,
-    recipe_file: Path,
-    overrides: list[str] | None,
-    dataset_version: str | None,
-    on_log: Callable[[dict[str, Any]], None] | None,
-) -> dict[str, Any]:
-    base_dir = ws.require_base_model()
+    ws.require_base_model()
     with session_scope(ws.database_url) as session:
         if dataset_version:
             ds = session.get(DatasetVersion, dataset_version)
@@ -66,48 +90,89 @@ def _train_locked(
                 raise NoDataError(
                     f"tenant '{tenant}' has no dataset version yet; run `ct-llm curate` first"
                 )
-        dataset_id, dataset_dir = ds.id, Path(ds.path)
         prod = registry.get_alias(session, tenant, registry.PRODUCTION)
         parent = prod.model_version if prod else None
         # Continuous training: start from what users get today, so each cycle refines the
         # production adapter instead of relearning everything from the base model.
-        init_adapter = Path(registry.get_version(session, tenant, parent).path) if parent else None
+        init_adapter = None
+        if parent and recipe.start_from == "production":
+            init_adapter = registry.get_version(session, tenant, parent).path
         version_id, number = registry.next_adapter_version(session, tenant, ws.config.adapter_name)
+        return TrainingJob(
+            tenant=tenant,
+            version=version_id,
+            number=number,
+            dataset_version=ds.id,
+            dataset_path=ds.path,
+            recipe_file=str(recipe_file),
+            overrides=list(overrides or []),
+            recipe=recipe_to_dict(recipe),
+            parent=parent,
+            init_adapter=init_adapter,
+        )
 
+
+def _run(
+    ws: Workspace,
+    job: TrainingJob,
+    folder: Path,
+    on_log: Callable[[dict[str, Any]], None] | None,
+    *,
+    resume: bool,
+) -> dict[str, Any]:
+    from ct_llm.train.recipe import Recipe
     from ct_llm.train.runner import train_adapter
 
-    output = ws.adapters_dir / version_id
+    output = ws.adapters_dir / job.version
     metrics = train_adapter(
-        recipe, base_dir, dataset_dir, output, init_adapter=init_adapter, on_log=on_log
+        Recipe.model_validate(job.recipe),
+        ws.require_base_model(),
+        Path(job.dataset_path),
+        output,
+        init_adapter=Path(job.init_adapter) if job.init_adapter else None,
+        on_log=on_log,
+        checkpoint_dir=folder,
+        resume=resume,
     )
     info = {
-        "recipe": str(recipe_file),
-        "overrides": list(overrides or []),
-        "warm_start": parent,
+        "recipe": job.recipe_file,
+        "overrides": job.overrides,
+        "warm_start": job.parent if job.init_adapter else None,
+        "resumed": resume,
         "metrics": metrics,
     }
     with session_scope(ws.database_url) as session:
         registry.register_adapter(
-            session, tenant, version_id, number, str(output), dataset_id, parent, info
+            session,
+            job.tenant,
+            job.version,
+            job.number,
+            str(output),
+            job.dataset_version,
+            job.parent,
+            info,
         )
         registry.record(
             session,
-            tenant,
-            version_id,
+            job.tenant,
+            job.version,
             "train",
             "candidate",
             "cli",
             {
-                "dataset_version": dataset_id,
-                "recipe": str(recipe_file),
-                "overrides": list(overrides or []),
+                "dataset_version": job.dataset_version,
+                "recipe": job.recipe_file,
+                "overrides": job.overrides,
+                "resumed": resume,
                 "metrics": metrics,
             },
         )
+    shutil.rmtree(folder, ignore_errors=True)  # the adapter is written: the job is over
     return {
-        "version": version_id,
+        "version": job.version,
         "path": str(output),
-        "dataset_version": dataset_id,
-        "parent_version": parent,
+        "dataset_version": job.dataset_version,
+        "parent_version": job.parent,
+        "resumed": resume,
         "metrics": metrics,
     }

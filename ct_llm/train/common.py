@@ -127,7 +127,10 @@ def common_args(recipe: Recipe, scratch: Path, config_cls: Any) -> dict[str, Any
         "seed": recipe.seed,
         "data_seed": recipe.seed,
         "logging_steps": recipe.logging_steps,
-        "save_strategy": "no",
+        # Checkpoints only where the runner was given a place that outlives the process.
+        "save_strategy": "steps" if recipe.save_steps > 0 else "no",
+        "save_steps": max(recipe.save_steps, 1),
+        "save_total_limit": 2,
         "report_to": "none",
         "disable_tqdm": True,
         "dataloader_num_workers": 0,

@@ -8,17 +8,21 @@ KTO examples, else SFT examples).
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ct_llm.atomic import atomic_directory, atomic_write_json
 from ct_llm.errors import ConfigError
 from ct_llm.train import common
+from ct_llm.train.checkpoints import last_complete, mark_complete_callback
 from ct_llm.train.data import choose_method, dataset_info, load_examples
 from ct_llm.train.method import Job
 from ct_llm.train.recipe import Recipe, recipe_to_dict
+from ct_llm.train.throughput import ThroughputCallback, translate_oom
 
 # Metrics copied from the last TRL log that has them into the returned summary.
 _FINAL_PREFIXES = ("rewards/", "logps/", "kl", "mean_token_accuracy")
@@ -52,6 +56,36 @@ def summarise(history: list[dict[str, Any]], steps: int, wall: float) -> dict[st
     return metrics
 
 
+@contextlib.contextmanager
+def _scratch(checkpoint_dir: Path | None) -> Iterator[str]:
+    """The trainer's output_dir: the job's checkpoint folder, else a temporary one."""
+    if checkpoint_dir is not None:
+        folder = checkpoint_dir / "trainer"
+        folder.mkdir(parents=True, exist_ok=True)
+        yield str(folder)
+        return
+    with tempfile.TemporaryDirectory(prefix="ct-llm-trl-") as tmp:
+        yield tmp
+
+
+def _throughput_callback(trainer: Any, recipe: Recipe, method: str) -> ThroughputCallback:
+    """tokens/s (and MFU on a known GPU) in every log; it must run before the callback that
+    forwards logs, so it goes first."""
+    count = None
+    if hasattr(trainer, "tokens_seen"):  # the shared-prompt engine counts its unpadded tokens
+
+        def count() -> float:
+            return trainer.tokens_seen * trainer.args.world_size
+
+    # TRL's DPO (and KTO) run the reference forward on every batch: that work counts as FLOPs.
+    per_batch_reference = method == "kto" or (method == "dpo" and recipe.dpo_engine == "trl")
+    callback = ThroughputCallback(
+        trainer.model, recipe.max_length, count, reference_forward=per_batch_reference
+    )
+    trainer.callback_handler.callbacks.insert(0, callback)
+    return callback
+
+
 def train_adapter(
     recipe: Recipe,
     base_model_dir: Path,
@@ -60,8 +94,14 @@ def train_adapter(
     *,
     init_adapter: Path | None = None,
     on_log: common.OnLog | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Train a LoRA adapter on `dataset_dir` with the recipe's method; write it to `output_dir`.
+
+    With `checkpoint_dir`, a resumable checkpoint is written there every `recipe.save_steps`
+    steps, and `resume` continues from the last complete one (`checkpoints.py`); without it the
+    trainer's scratch space is a temporary folder and nothing is checkpointed.
 
     Returns the final metrics (loss, the method's reward or accuracy metrics, steps, wall time,
     peak memory). DPO anchors have a reward margin of exactly 0, so with anchors
@@ -91,7 +131,9 @@ def train_adapter(
         tokenizer.pad_token = tokenizer.eos_token
     model = common.load_model(recipe, base_model_dir, init_adapter)
     peft_config = None if init_adapter is not None else common.lora_config(recipe)
-    with tempfile.TemporaryDirectory(prefix="ct-llm-trl-") as scratch:
+    if checkpoint_dir is None:
+        recipe = recipe.model_copy(update={"save_steps": 0})
+    with _scratch(checkpoint_dir) as scratch:
         built = module.build(
             Job(
                 recipe=recipe,
@@ -101,7 +143,7 @@ def train_adapter(
                 dataset_dir=dataset_dir,
                 scratch=Path(scratch),
                 peft_config=peft_config,
-                callbacks=[common.log_callback(on_log)],
+                callbacks=[common.log_callback(on_log), mark_complete_callback()],
             )
         )
         trainer = built.trainer
@@ -110,11 +152,25 @@ def train_adapter(
         # Logs reach the caller through `on_log` only: transformers' printer would write them to
         # stdout, where `--json` output goes.
         trainer.remove_callback(PrinterCallback)
+        throughput = _throughput_callback(trainer, recipe, method)
         # fit
-        trainer.train()
+        start_at = last_complete(Path(scratch), prune=True) if resume else None
+        if resume and on_log is not None:
+            where = f"from {start_at.name}" if start_at else "from the start (no checkpoint)"
+            on_log({"event": f"resuming {where}"})
+        try:
+            trainer.train(resume_from_checkpoint=str(start_at) if start_at else None)
+        except (RuntimeError, MemoryError) as e:
+            clear = translate_oom(e, recipe)
+            if clear is None:
+                raise
+            raise clear from e
     wall = time.monotonic() - started
     metrics = summarise(trainer.state.log_history, trainer.state.global_step, wall)
     metrics.update({"method": method, "train_examples": len(rows), **built.info})
+    metrics.update(throughput.summary())
+    if resume:
+        metrics["resumed_from_step"] = int(start_at.name.split("-")[1]) if start_at else 0
     if torch.cuda.is_available():
         metrics["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     # save

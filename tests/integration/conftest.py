@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tiny_models import make_tiny_llama
 
 VLLM_TEST_PORT = 18011
 # The default workspace's base_model, so test workspaces can use this server as serving.url.
@@ -83,3 +84,8 @@ def lora_adapter_factory(base_model_dir: Path) -> Callable[..., Path]:
         return dest
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, base_model_dir: Path) -> Path:
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), base_model_dir)

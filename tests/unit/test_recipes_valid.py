@@ -10,7 +10,11 @@ from ct_llm.config import REPO_ROOT
 from ct_llm.train.recipe import load_recipe
 from ct_llm.train.replay import load_replay_prompts
 
-RECIPE_FILES = sorted((REPO_ROOT / "recipes").glob("**/*.yaml"))
+ACCELERATE_DIR = REPO_ROOT / "recipes" / "accelerate"
+RECIPE_FILES = sorted(
+    p for p in (REPO_ROOT / "recipes").glob("**/*.yaml") if ACCELERATE_DIR not in p.parents
+)
+ACCELERATE_FILES = sorted(ACCELERATE_DIR.glob("*.yaml"))
 
 
 def test_default_recipe_is_shipped() -> None:
@@ -28,3 +32,14 @@ def test_recipe_loads(path: Path) -> None:
     assert str(path.relative_to(REPO_ROOT)) in first
     if recipe.replay_prompts:
         assert load_replay_prompts(recipe.replay_prompts)
+
+
+@pytest.mark.parametrize("path", ACCELERATE_FILES, ids=lambda p: p.name)
+def test_accelerate_config_loads(path: Path) -> None:
+    """The multi-GPU launch configs parse as accelerate's own config files."""
+    pytest.importorskip("accelerate")
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(path))
+    assert config.distributed_type.value in ("FSDP", "DEEPSPEED")
+    assert config.mixed_precision == "bf16"

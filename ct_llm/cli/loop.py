@@ -70,6 +70,20 @@ def train(
     restart: bool = typer.Option(
         False, "--restart", help="Discard an interrupted training's checkpoints and start anew."
     ),
+    nproc: int = typer.Option(
+        1, "--nproc", min=1, help="Data-parallel processes (torchrun; gloo on CPU, NCCL on GPUs)."
+    ),
+    accelerate_config: str = typer.Option(
+        None,
+        "--accelerate-config",
+        help="accelerate config file (FSDP / DeepSpeed, see recipes/accelerate/); launches "
+        "with `accelerate launch` instead of torchrun.",
+    ),
+    launcher_arg: list[str] = typer.Option(
+        None,
+        "--launcher-arg",
+        help="Passed to the launcher as is, e.g. --launcher-arg=--nnodes=2 (repeatable).",
+    ),
 ) -> None:
     """Train a candidate adapter. Extra `key=value` arguments override the recipe."""
     from ct_llm.train.candidate import train_candidate
@@ -91,6 +105,9 @@ def train(
         on_log=on_log,
         resume=resume,
         restart=restart,
+        nproc=nproc,
+        accelerate_config=accelerate_config,
+        launcher_args=list(launcher_arg or []),
     )
     emit(
         res,

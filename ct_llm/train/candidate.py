@@ -34,9 +34,31 @@ def train_candidate(
     on_log: Callable[[dict[str, Any]], None] | None = None,
     resume: bool = False,
     restart: bool = False,
+    nproc: int = 1,
+    accelerate_config: str | None = None,
+    launcher_args: list[str] | None = None,
 ) -> dict[str, Any]:
     """Train, register and return a candidate. `resume` continues the tenant's interrupted
-    training from its last complete checkpoint; `restart` discards it and starts anew."""
+    training from its last complete checkpoint; `restart` discards it and starts anew. With
+    `nproc` > 1 (or an accelerate config) the training runs data-parallel (`launch.py`)."""
+    launch = None
+    if nproc > 1 or accelerate_config:
+        from ct_llm.train.launch import launch_command
+
+        config = resolve_resource(accelerate_config) if accelerate_config else None
+        if config is not None and not config.is_file():
+            raise ConfigError(f"accelerate config {accelerate_config} not found")
+
+        def launch(job_dir: Path, resumed: bool) -> list[str]:
+            return launch_command(
+                nproc,
+                ws.root,
+                job_dir,
+                resume=resumed,
+                accelerate_config=config,
+                launcher_args=launcher_args,
+            )
+
     with job_lock(ws.locks_dir, "training", tenant):
         stale = interrupted_jobs(ws.checkpoints_dir, tenant)
         if resume:
@@ -45,7 +67,7 @@ def train_candidate(
             job, folder = stale[-1]
             for _old, old_folder in stale[:-1]:
                 shutil.rmtree(old_folder, ignore_errors=True)
-            return _run(ws, job, folder, on_log, resume=True)
+            return _run(ws, job, folder, on_log, resume=True, launch=launch)
         for job, folder in stale:
             step = completed_step(folder / "trainer")
             if step and not restart:
@@ -57,7 +79,7 @@ def train_candidate(
         job = _new_job(ws, tenant, recipe_path, overrides, dataset_version)
         folder = ws.checkpoints_dir / job.version
         job.save(folder)
-        return _run(ws, job, folder, on_log, resume=False)
+        return _run(ws, job, folder, on_log, resume=False, launch=launch)
 
 
 def _new_job(
@@ -119,21 +141,27 @@ def _run(
     on_log: Callable[[dict[str, Any]], None] | None,
     *,
     resume: bool,
+    launch: Callable[[Path, bool], list[str]] | None = None,
 ) -> dict[str, Any]:
     from ct_llm.train.recipe import Recipe
     from ct_llm.train.runner import train_adapter
 
     output = ws.adapters_dir / job.version
-    metrics = train_adapter(
-        Recipe.model_validate(job.recipe),
-        ws.require_base_model(),
-        Path(job.dataset_path),
-        output,
-        init_adapter=Path(job.init_adapter) if job.init_adapter else None,
-        on_log=on_log,
-        checkpoint_dir=folder,
-        resume=resume,
-    )
+    if launch is not None:
+        from ct_llm.train.launch import run_workers
+
+        metrics = run_workers(launch(folder, resume), folder)
+    else:
+        metrics = train_adapter(
+            Recipe.model_validate(job.recipe),
+            ws.require_base_model(),
+            Path(job.dataset_path),
+            output,
+            init_adapter=Path(job.init_adapter) if job.init_adapter else None,
+            on_log=on_log,
+            checkpoint_dir=folder,
+            resume=resume,
+        )
     info = {
         "recipe": job.recipe_file,
         "overrides": job.overrides,

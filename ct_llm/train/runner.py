@@ -169,6 +169,7 @@ def train_adapter(
     metrics = summarise(trainer.state.log_history, trainer.state.global_step, wall)
     metrics.update({"method": method, "train_examples": len(rows), **built.info})
     metrics.update(throughput.summary())
+    metrics["processes"] = trainer.args.world_size
     if resume:
         metrics["resumed_from_step"] = int(start_at.name.split("-")[1]) if start_at else 0
     if torch.cuda.is_available():
@@ -188,7 +189,8 @@ def train_adapter(
         "metrics": metrics,
         "log_history": trainer.state.log_history,
     }
-    with atomic_directory(output_dir) as tmp:
-        common.write_adapter(trainer.model, tmp, base_model_dir)
-        atomic_write_json(tmp / common.RECORD_FILE, record)
+    if trainer.args.process_index == 0:  # data-parallel workers: the first one writes
+        with atomic_directory(output_dir) as tmp:
+            common.write_adapter(trainer.model, tmp, base_model_dir)
+            atomic_write_json(tmp / common.RECORD_FILE, record)
     return metrics

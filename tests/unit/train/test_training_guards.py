@@ -66,3 +66,26 @@ def test_train_refuses_a_busy_tenant_and_a_rank_the_server_refuses(empty_workspa
     busy = pytest.raises(BusyError, match="another training of tenant 'default'")
     with job_lock(ws.locks_dir, "training", "default"), busy:
         train_candidate(ws, "default")
+
+
+def test_launch_command_uses_torchrun_or_accelerate(tmp_path) -> None:
+    import sys
+
+    from ct_llm.train.launch import launch_command
+
+    plain = launch_command(2, tmp_path / "ws", tmp_path / "job", resume=True)
+    assert plain[:4] == [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node"]
+    assert plain[4] == "2" and plain[-1] == "--resume"
+    assert plain[-4:-1] == ["ct_llm.train.launch", str(tmp_path / "ws"), str(tmp_path / "job")]
+    fsdp = launch_command(
+        8,
+        tmp_path / "ws",
+        tmp_path / "job",
+        resume=False,
+        accelerate_config=tmp_path / "fsdp.yaml",
+        launcher_args=["--num_machines=2", "--machine_rank=0"],
+    )
+    assert fsdp[1:3] == ["-m", "accelerate.commands.launch"]
+    assert ["--config_file", str(tmp_path / "fsdp.yaml"), "--num_processes", "8"] == fsdp[3:7]
+    assert fsdp[7:9] == ["--num_machines=2", "--machine_rank=0"]
+    assert "--resume" not in fsdp

@@ -21,6 +21,7 @@ from ct_llm.registry import registry
 from ct_llm.store.db import session_scope
 from ct_llm.store.models import DatasetVersion
 from ct_llm.train.checkpoints import TrainingJob, completed_step, interrupted_jobs
+from ct_llm.train.recipe import recipe_to_dict
 from ct_llm.workspace import Workspace
 
 
@@ -89,19 +90,19 @@ def _new_job(
     overrides: list[str] | None,
     dataset_version: str | None,
 ) -> TrainingJob:
-    from ct_llm.train.recipe import load_recipe, recipe_to_dict
-
-    recipe_file = resolve_resource(recipe_path or ws.config.recipe)
-    recipe = load_recipe(recipe_file, overrides or [])
-    max_rank = ws.config.serving.max_lora_rank
-    if recipe.lora.r > max_rank:
-        # Minutes of training for an adapter the server would refuse: say so before starting.
-        raise ConfigError(
-            f"recipe lora.r={recipe.lora.r} exceeds the serving limit serving.max_lora_rank="
-            f"{max_rank}; train with lora.r={max_rank} or lower, or raise the server's limit"
-        )
-    ws.require_base_model()
     with session_scope(ws.database_url) as session:
+        prod = registry.get_alias(session, tenant, registry.PRODUCTION)
+        parent = prod.model_version if prod else None
+        parent_path = Path(registry.get_version(session, tenant, parent).path) if parent else None
+        recipe, recipe_file = _choose_recipe(ws, recipe_path, overrides, parent, parent_path)
+        max_rank = ws.config.serving.max_lora_rank
+        if recipe.lora.r > max_rank:
+            # Minutes of training for an adapter the server would refuse: say so before starting.
+            raise ConfigError(
+                f"recipe lora.r={recipe.lora.r} exceeds the serving limit serving.max_lora_rank="
+                f"{max_rank}; train with lora.r={max_rank} or lower, or raise the server's limit"
+            )
+        ws.require_base_model()
         if dataset_version:
             ds = session.get(DatasetVersion, dataset_version)
             if ds is None or ds.tenant != tenant:
@@ -112,13 +113,11 @@ def _new_job(
                 raise NoDataError(
                     f"tenant '{tenant}' has no dataset version yet; run `ct-llm curate` first"
                 )
-        prod = registry.get_alias(session, tenant, registry.PRODUCTION)
-        parent = prod.model_version if prod else None
         # Continuous training: start from what users get today, so each cycle refines the
         # production adapter instead of relearning everything from the base model.
         init_adapter = None
-        if parent and recipe.start_from == "production":
-            init_adapter = registry.get_version(session, tenant, parent).path
+        if parent_path is not None and recipe.start_from == "production":
+            init_adapter = str(parent_path)
         version_id, number = registry.next_adapter_version(session, tenant, ws.config.adapter_name)
         return TrainingJob(
             tenant=tenant,
@@ -126,12 +125,34 @@ def _new_job(
             number=number,
             dataset_version=ds.id,
             dataset_path=ds.path,
-            recipe_file=str(recipe_file),
+            recipe_file=recipe_file,
             overrides=list(overrides or []),
             recipe=recipe_to_dict(recipe),
             parent=parent,
             init_adapter=init_adapter,
         )
+
+
+def _choose_recipe(
+    ws: Workspace,
+    recipe_path: str | None,
+    overrides: list[str] | None,
+    parent: str | None,
+    parent_path: Path | None,
+) -> tuple[Any, str]:
+    """(recipe, where it came from). A recipe file when one is named; else the production
+    adapter's own settings, recorded in its manifest, so a nightly candidate differs from
+    production in its data only; else the workspace's default recipe."""
+    from ct_llm.train.manifest import read_manifest
+    from ct_llm.train.recipe import load_recipe, recipe_from_dict
+
+    if recipe_path is None and parent_path is not None:
+        manifest = read_manifest(parent_path) or {}
+        if isinstance(manifest.get("recipe"), dict):
+            source = f"{parent} (its manifest)"
+            return recipe_from_dict(manifest["recipe"], source, overrides), source
+    recipe_file = resolve_resource(recipe_path or ws.config.recipe)
+    return load_recipe(recipe_file, overrides or []), str(recipe_file)
 
 
 def _run(
@@ -161,6 +182,7 @@ def _run(
             on_log=on_log,
             checkpoint_dir=folder,
             resume=resume,
+            lineage=job.lineage(),
         )
     info = {
         "recipe": job.recipe_file,

@@ -98,6 +98,17 @@ class TrainingJob:
     parent: str | None
     init_adapter: str | None
 
+    def lineage(self) -> dict[str, Any]:
+        """What the adapter's manifest records about where it comes from."""
+        return {
+            "tenant": self.tenant,
+            "dataset_version": self.dataset_version,
+            "parent_version": self.parent,
+            "warm_start": self.init_adapter is not None,
+            "recipe_file": self.recipe_file,
+            "overrides": self.overrides,
+        }
+
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(folder / JOB_FILE, asdict(self))

@@ -23,7 +23,6 @@ from ct_llm.config import REPO_ROOT
 from ct_llm.errors import ConfigError
 from ct_llm.train.recipe import Recipe
 
-RECORD_FILE = "ct-llm-train.json"
 OnLog = Callable[[dict[str, Any]], None]
 
 
@@ -174,7 +173,7 @@ def peak_rss_mb() -> float:
 def write_adapter(model: Any, tmp: Path, base_model_dir: Path) -> None:
     # A warm start adds a frozen "ref" copy of the adapter; only the trained one is the artifact.
     model.save_pretrained(str(tmp), selected_adapters=["default"], safe_serialization=True)
-    # PEFT's generic model card says nothing true about this adapter; ct-llm-train.json does.
+    # PEFT's generic model card says nothing true about this adapter; manifest.json does.
     (tmp / "README.md").unlink(missing_ok=True)
     cfg_path = tmp / "adapter_config.json"
     cfg = json.loads(cfg_path.read_text())

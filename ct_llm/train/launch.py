@@ -92,6 +92,7 @@ def _worker(argv: list[str]) -> None:
         on_log=progress,
         checkpoint_dir=job_dir,
         resume=resume,
+        lineage=job.lineage(),
     )
     if main:
         atomic_write_json(job_dir / RESULT_FILE, metrics)

@@ -140,11 +140,18 @@ def load_recipe(path: Path | str, overrides: list[str] | None = None) -> Recipe:
         raise ConfigError(f"recipe {file} is not valid YAML: {e}".splitlines()[0]) from None
     if not isinstance(data, dict):
         raise ConfigError(f"recipe {file} must hold a mapping of settings")
+    return recipe_from_dict(data, str(file), overrides)
+
+
+def recipe_from_dict(
+    data: dict[str, Any], source: str, overrides: list[str] | None = None
+) -> Recipe:
+    """A recipe from settings (a YAML file's, or those recorded in an adapter's manifest)."""
     data = apply_overrides(data, list(overrides or []))
     try:
         return Recipe.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_errors(str(file), e)) from None
+        raise ConfigError(_format_errors(source, e)) from None
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """`train_adapter`: setup -> build (the method's TRL trainer) -> fit -> save.
 
 Input: a curated dataset version (`ct_llm.curate.layout`). Output: one adapter folder written
-atomically (`adapter_model.safetensors`, `adapter_config.json`, `ct-llm-train.json`). The method
+atomically (`adapter_model.safetensors`, `adapter_config.json`, `manifest.json`). The method
 is the recipe's, or with `method: auto` the strongest signal the version holds (DPO pairs, else
 KTO examples, else SFT examples).
 """
@@ -20,6 +20,12 @@ from ct_llm.errors import ConfigError
 from ct_llm.train import common
 from ct_llm.train.checkpoints import last_complete, mark_complete_callback
 from ct_llm.train.data import choose_method, dataset_info, load_examples
+from ct_llm.train.manifest import (
+    MANIFEST_FILE,
+    adapter_files_sha256,
+    config_sha256,
+    model_sha256,
+)
 from ct_llm.train.method import Job
 from ct_llm.train.recipe import Recipe, recipe_to_dict
 from ct_llm.train.throughput import ThroughputCallback, translate_oom
@@ -96,12 +102,14 @@ def train_adapter(
     on_log: common.OnLog | None = None,
     checkpoint_dir: Path | None = None,
     resume: bool = False,
+    lineage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train a LoRA adapter on `dataset_dir` with the recipe's method; write it to `output_dir`.
 
     With `checkpoint_dir`, a resumable checkpoint is written there every `recipe.save_steps`
     steps, and `resume` continues from the last complete one (`checkpoints.py`); without it the
-    trainer's scratch space is a temporary folder and nothing is checkpointed.
+    trainer's scratch space is a temporary folder and nothing is checkpointed. `lineage`
+    (tenant, dataset version, parent adapter) goes into the adapter's manifest.json.
 
     Returns the final metrics (loss, the method's reward or accuracy metrics, steps, wall time,
     peak memory). DPO anchors have a reward margin of exactly 0, so with anchors
@@ -175,12 +183,19 @@ def train_adapter(
     if torch.cuda.is_available():
         metrics["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     # save
+    settings = recipe_to_dict(recipe)
     record = {
+        "version": output_dir.name,
+        **(lineage or {}),
         "method": method,
-        "recipe": recipe_to_dict(recipe),
+        "recipe": settings,
+        "recipe_sha256": config_sha256(settings),
         "seed": recipe.seed,
         "git_commit": common.git_commit(),
-        "base_model": str(base_model_dir.resolve()),
+        "base_model": {
+            "path": str(base_model_dir.resolve()),
+            "sha256": model_sha256(base_model_dir),
+        },
         "init_adapter": str(init_adapter.resolve()) if init_adapter else None,
         "dataset": dataset,
         "replay_prompts_sha256": common.replay_sha256(recipe),
@@ -192,5 +207,6 @@ def train_adapter(
     if trainer.args.process_index == 0:  # data-parallel workers: the first one writes
         with atomic_directory(output_dir) as tmp:
             common.write_adapter(trainer.model, tmp, base_model_dir)
-            atomic_write_json(tmp / common.RECORD_FILE, record)
+            record["files"] = adapter_files_sha256(tmp)
+            atomic_write_json(tmp / MANIFEST_FILE, record)
     return metrics

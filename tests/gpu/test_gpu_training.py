@@ -42,5 +42,5 @@ def test_cuda_dpo_trains_and_reports_gpu_memory(tmp_path: Path, base_model_dir: 
     metrics = train_adapter(recipe, base_model_dir, _tiny_dataset(tmp_path / "ds"), out)
     assert (out / "adapter_model.safetensors").exists()
     assert metrics["peak_cuda_mb"] > 0
-    record = json.loads((out / "ct-llm-train.json").read_text())
+    record = json.loads((out / "manifest.json").read_text())
     assert record["device"] == "cuda"

@@ -77,7 +77,7 @@ def test_train_adapter_then_warm_start(tmp_path: Path, base_model_dir: Path) -> 
     assert sorted(p.name for p in out.iterdir()) == [
         "adapter_config.json",
         "adapter_model.safetensors",
-        "ct-llm-train.json",
+        "manifest.json",
     ]
     assert not list(out.parent.glob(".*"))  # no temp folders left beside the artifact
     cfg = json.loads((out / "adapter_config.json").read_text())
@@ -88,7 +88,7 @@ def test_train_adapter_then_warm_start(tmp_path: Path, base_model_dir: Path) -> 
     assert lora_b and len(lora_b) == len(tensors) // 2
     # PEFT initialises every lora_B to zero; training must have moved them.
     assert all(float(t.abs().max()) > 0 for t in lora_b)
-    record = json.loads((out / "ct-llm-train.json").read_text())
+    record = json.loads((out / "manifest.json").read_text())
     assert record["dataset"]["version"] == "t-data-v1"
     assert len(record["dataset"]["manifest_sha256"]) == 64
     assert record["recipe"]["lora"]["r"] == 4 and record["seed"] == 3
@@ -102,7 +102,7 @@ def test_train_adapter_then_warm_start(tmp_path: Path, base_model_dir: Path) -> 
     before, after = _lora_tensors(out), _lora_tensors(out2)
     assert before.keys() == after.keys()
     assert any(not before[k].equal(after[k]) for k in before)
-    record2 = json.loads((out2 / "ct-llm-train.json").read_text())
+    record2 = json.loads((out2 / "manifest.json").read_text())
     assert record2["init_adapter"] == str(out.resolve())
 
 

@@ -52,8 +52,8 @@ def test_two_cpu_processes_train_one_candidate(tmp_path: Path, base_model_dir: P
     assert sorted(p.name for p in adapter.iterdir()) == [
         "adapter_config.json",
         "adapter_model.safetensors",
-        "ct-llm-train.json",
+        "manifest.json",
     ]
     assert not (ws.checkpoints_dir / out["version"]).exists()
-    record = json.loads((adapter / "ct-llm-train.json").read_text())
+    record = json.loads((adapter / "manifest.json").read_text())
     assert record["metrics"]["processes"] == 2

@@ -67,7 +67,7 @@ def test_each_method_trains_a_lora_that_loads_and_changes_outputs(
     assert sorted(p.name for p in out.iterdir()) == [
         "adapter_config.json",
         "adapter_model.safetensors",
-        "ct-llm-train.json",
+        "manifest.json",
     ]
     # LoRA's B matrices start at zero: non-zero means the trainer really updated them.
     assert lora_b_norm(out) > 0

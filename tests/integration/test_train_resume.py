@@ -101,7 +101,7 @@ def test_kill_9_then_resume_continues_the_loss_curve(
     assert 6 <= out["metrics"]["resumed_from_step"] < 30
     assert not folder.exists()  # the job is over: its checkpoints are gone
 
-    record = json.loads((ws.adapters_dir / job.version / "ct-llm-train.json").read_text())
+    record = json.loads((ws.adapters_dir / job.version / "manifest.json").read_text())
     steps = [e["step"] for e in record["log_history"] if "loss" in e]
     assert steps == list(range(1, 31))
 

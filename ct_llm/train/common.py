@@ -9,6 +9,7 @@ used only when CUDA is present.
 from __future__ import annotations
 
 import json
+import os
 import random
 import resource
 import subprocess
@@ -49,6 +50,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def sharded_launch() -> bool:
+    """Whether `accelerate launch` started this process to shard the model (FSDP, DeepSpeed):
+    then the weights are loaded on the CPU and accelerate places the shards."""
+    return any(
+        os.environ.get(k, "").lower() in ("1", "true")
+        for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
+    )
+
+
 def load_model(recipe: Recipe, base_model_dir: Path, init_adapter: Path | None) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
@@ -61,6 +71,11 @@ def load_model(recipe: Recipe, base_model_dir: Path, init_adapter: Path | None) 
     }
     if torch.cuda.is_available():
         kwargs["dtype"] = torch.bfloat16
+        if not sharded_launch():
+            # Straight onto this process's GPU (its own under torchrun): replay answers are
+            # generated before the Trainer would move the model, and QLoRA needs a device map
+            # per process for data parallelism.
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
         if recipe.qlora:
             from transformers import BitsAndBytesConfig  # needs bitsandbytes: CUDA-only extra
 
@@ -175,9 +190,13 @@ def write_adapter(model: Any, tmp: Path, base_model_dir: Path) -> None:
     model.save_pretrained(str(tmp), selected_adapters=["default"], safe_serialization=True)
     # PEFT's generic model card says nothing true about this adapter; manifest.json does.
     (tmp / "README.md").unlink(missing_ok=True)
-    cfg_path = tmp / "adapter_config.json"
-    cfg = json.loads(cfg_path.read_text())
+    point_at_base(tmp, base_model_dir)
+
+
+def point_at_base(adapter_dir: Path, base_model_dir: Path) -> None:
     # vLLM and PEFT resolve the base from this field; point it at the local folder we trained on.
+    cfg_path = adapter_dir / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text())
     cfg["base_model_name_or_path"] = str(base_model_dir.resolve())
     atomic_write_json(cfg_path, cfg)
 

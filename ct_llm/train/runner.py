@@ -9,6 +9,7 @@ KTO examples, else SFT examples).
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -204,9 +205,31 @@ def train_adapter(
         "metrics": metrics,
         "log_history": trainer.state.log_history,
     }
-    if trainer.args.process_index == 0:  # data-parallel workers: the first one writes
+    _save(trainer, output_dir, base_model_dir, record)
+    return metrics
+
+
+def _save(trainer: Any, output_dir: Path, base_model_dir: Path, record: dict[str, Any]) -> None:
+    """Write the adapter folder. Data-parallel workers: the first one writes. With a sharded
+    model (FSDP, ZeRO-3) every worker must take part in gathering the full LoRA weights, which
+    the Trainer's own save does."""
+    main = trainer.args.process_index == 0
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        if trainer.is_fsdp_enabled:
+            trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+        gathered = output_dir.parent / f".{output_dir.name}.gathered"
+        trainer.save_model(str(gathered))  # collective
+        if main:
+            with atomic_directory(output_dir) as tmp:
+                for name in ("adapter_model.safetensors", "adapter_config.json"):
+                    (gathered / name).replace(tmp / name)
+                common.point_at_base(tmp, base_model_dir)
+                record["files"] = adapter_files_sha256(tmp)
+                atomic_write_json(tmp / MANIFEST_FILE, record)
+            shutil.rmtree(gathered, ignore_errors=True)
+        return
+    if main:
         with atomic_directory(output_dir) as tmp:
             common.write_adapter(trainer.model, tmp, base_model_dir)
             record["files"] = adapter_files_sha256(tmp)
             atomic_write_json(tmp / MANIFEST_FILE, record)
-    return metrics

@@ -168,13 +168,28 @@ def _run(
     from ct_llm.train.runner import train_adapter
 
     output = ws.adapters_dir / job.version
-    if launch is not None:
+    recipe = Recipe.model_validate(job.recipe)
+    if recipe.search is not None:
+        if launch is not None:
+            raise ConfigError("a recipe with `search` trains in one process: drop --nproc")
+        from ct_llm.train.search import search_adapter
+
+        metrics = search_adapter(
+            recipe,
+            ws.require_base_model(),
+            Path(job.dataset_path),
+            output,
+            init_adapter=Path(job.init_adapter) if job.init_adapter else None,
+            on_log=on_log,
+            lineage=job.lineage(),
+        )
+    elif launch is not None:
         from ct_llm.train.launch import run_workers
 
         metrics = run_workers(launch(folder, resume), folder)
     else:
         metrics = train_adapter(
-            Recipe.model_validate(job.recipe),
+            recipe,
             ws.require_base_model(),
             Path(job.dataset_path),
             output,

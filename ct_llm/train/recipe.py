@@ -29,6 +29,33 @@ class LoraSettings(_Strict):
     """Modules that get adapters: a list of names, or PEFT's "all-linear"."""
 
 
+class SearchSettings(_Strict):
+    """A small hyperparameter search (DPO): `trials` candidates trained with sampled settings,
+    each scored on the held-out pairs' preference accuracy; the best becomes the candidate.
+    Trial 1 always uses the recipe's own values, so the search never returns worse than it."""
+
+    trials: int = Field(6, ge=1, le=100)
+    """Trainings at most, the recipe's own settings included."""
+    minutes: float = Field(60.0, gt=0)
+    """No trial starts after this many minutes (a running one finishes)."""
+    learning_rate: tuple[float, float] | None = (1e-5, 1e-3)
+    """Range sampled log-uniformly; null keeps the recipe's value."""
+    beta: tuple[float, float] | None = (0.05, 0.5)
+    """Range sampled log-uniformly; null keeps the recipe's value."""
+    num_epochs: list[float] | None = None
+    """Values to choose from (used when max_steps is -1); null keeps the recipe's value."""
+    seed: int = 0
+    """Seed of the sampling (each trial trains with the recipe's own seed)."""
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SearchSettings:
+        for name in ("learning_rate", "beta"):
+            lo_hi = getattr(self, name)
+            if lo_hi is not None and not 0 < lo_hi[0] <= lo_hi[1]:
+                raise ValueError(f"search.{name} must be [low, high] with 0 < low <= high")
+        return self
+
+
 class Recipe(_Strict):
     description: str = ""
     """What this recipe is for (free text, shown in the train record)."""
@@ -79,6 +106,8 @@ class Recipe(_Strict):
     (its kernel cannot take the shared-prompt attention mask)."""
     use_liger_kernel: bool = False
     """On CUDA: Liger's fused kernels (needs the liger-kernel package), TRL methods only."""
+    search: SearchSettings | None = None
+    """Optional hyperparameter search (DPO only), see SearchSettings."""
     save_steps: int = Field(50, ge=0)
     """Write a resumable checkpoint every this many optimizer steps (0: none); `ct-llm train
     --resume` continues from the last complete one."""
@@ -115,6 +144,8 @@ class Recipe(_Strict):
                 "attn_implementation flash_attention_2 needs dpo_engine: trl (the shared-prompt "
                 "step uses an attention mask FlashAttention-2 cannot take)"
             )
+        if self.search is not None and self.method not in ("dpo", "auto"):
+            raise ValueError("search scores held-out preference pairs: it needs method dpo")
         if self.label_smoothing > 0 and self.loss_type != "robust":
             raise ValueError("label_smoothing is used by loss_type robust only")
         return self

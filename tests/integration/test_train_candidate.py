@@ -69,3 +69,28 @@ def test_manifest_lineage_and_reuse_of_production_settings(
     assert m2["recipe_file"] == f"{first['version']} (its manifest)"
     assert m2["recipe"] == {**manifest["recipe"], "max_steps": 1}
     assert m2["init_adapter"] == str(adapter.resolve())
+
+
+def test_search_trains_each_trial_and_keeps_the_best(tmp_path: Path, base_model_dir: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws")
+    make_tiny_llama(ws.base_model_dir, base_model_dir)
+    load_into(ws.database_url, 600, seed=9)
+    curate_dataset(ws, TENANT)
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(yaml.safe_dump({**RECIPE, "search": {"trials": 3, "minutes": 30}}))
+    events: list[str] = []
+    res = train_candidate(
+        ws, TENANT, recipe_path=str(recipe_file), on_log=lambda e: events.append(str(e))
+    )
+    search = res["metrics"]["search"]
+    assert [t["trial"] for t in search["trials"]] == [1, 2, 3]
+    assert search["trials"][0]["overrides"] == {}
+    best = max(search["trials"], key=lambda t: (t["heldout_accuracy"], t["heldout_margin"]))
+    assert search["best_trial"] == best["trial"]
+    assert all(0 <= t["heldout_accuracy"] <= 1 for t in search["trials"])
+    manifest = json.loads((Path(res["path"]) / "manifest.json").read_text())
+    assert manifest["search"]["best_trial"] == best["trial"]
+    chosen = search["trials"][best["trial"] - 1]["overrides"]
+    assert all(manifest["recipe"][k] == v for k, v in chosen.items())
+    assert sorted(p.name for p in ws.adapters_dir.iterdir()) == [res["version"]]  # no trial debris
+    assert any("search trial 3/3" in e for e in events)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, for a CUDA machine and ~8 minutes: the GPU tests (tests/gpu: QLoRA, bf16,
 # FlashAttention-2 training on the real SmolLM2), then the training benchmark
-# (`ct-llm bench train --json`). Everything it writes goes to $OUT (default .cache/gpu-check):
+# (`ct-llm bench train`). Everything it writes goes to $OUT (default .cache/gpu-check):
 #   env.txt           GPU, driver and library versions
 #   gpu-tests.log     pytest's output; gpu-tests.xml its JUnit report
 #   bench-train.json  the benchmark's JSON; bench-train.log its progress
@@ -64,7 +64,7 @@ timeout 300 "$py" -m pytest -q -p no:cacheprovider tests/gpu --junitxml "$out/gp
   2>&1 | tee "$out/gpu-tests.log"
 tests_rc=${PIPESTATUS[0]}
 
-timeout 180 "$py" -m ct_llm.cli bench train --json >"$out/bench-train.json" \
+timeout 180 "$py" -m ct_llm.cli bench train >"$out/bench-train.json" \
   2> >(tee "$out/bench-train.log" >&2)
 bench_rc=$?
 cat "$out/bench-train.json"

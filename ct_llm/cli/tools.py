@@ -42,6 +42,8 @@ def bench(
     sizes: str = typer.Option(
         "100000,1000000", help="curate: event counts to measure, comma-separated (10x apart)."
     ),
+    pairs: int = typer.Option(64, min=1, help="train: preference pairs, trained for one epoch."),
+    pairs_per_step: int = typer.Option(4, min=1, help="train: pairs per optimizer step."),
 ) -> None:
     """Run a baseline and ct-llm side by side; prints one JSON object with the ratios."""
     from ct_llm.bench import run_bench
@@ -58,5 +60,7 @@ def bench(
             raise typer.BadParameter(
                 f"--sizes takes integers like 100000,1000000, not {sizes!r}"
             ) from None
+    elif what == "train":
+        options = {"pairs": pairs, "batch": pairs_per_step}
     result = run_bench(what, log=progress, **options)
     sys.stdout.write(json.dumps(result, indent=2) + "\n")

@@ -30,3 +30,18 @@ def write_manifest(dataset_dir: Path, version: str, **fields: Any) -> Path:
     dataset_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"version": version, "files": {}, **fields}))
     return path
+
+
+def tiny_dpo_dataset(root: Path, pairs: int = 8) -> Path:
+    """A dataset version of `pairs` near-identical return-policy pairs (60 days, not 30)."""
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": f"How long can I return item {i}?"}],
+            "chosen": [{"role": "assistant", "content": "You have 60 days to return it."}],
+            "rejected": [{"role": "assistant", "content": "You have 30 days to return it."}],
+        }
+        for i in range(pairs)
+    ]
+    write_split(root, "dpo", "train", rows)
+    write_manifest(root, root.name)
+    return root

@@ -169,36 +169,26 @@ def _run(
 
     output = ws.adapters_dir / job.version
     recipe = Recipe.model_validate(job.recipe)
+    where = {
+        "base_model_dir": ws.require_base_model(),
+        "dataset_dir": Path(job.dataset_path),
+        "output_dir": output,
+        "init_adapter": Path(job.init_adapter) if job.init_adapter else None,
+        "on_log": on_log,
+        "lineage": job.lineage(),
+    }
     if recipe.search is not None:
         if launch is not None:
             raise ConfigError("a recipe with `search` trains in one process: drop --nproc")
         from ct_llm.train.search import search_adapter
 
-        metrics = search_adapter(
-            recipe,
-            ws.require_base_model(),
-            Path(job.dataset_path),
-            output,
-            init_adapter=Path(job.init_adapter) if job.init_adapter else None,
-            on_log=on_log,
-            lineage=job.lineage(),
-        )
+        metrics = search_adapter(recipe, **where)
     elif launch is not None:
         from ct_llm.train.launch import run_workers
 
         metrics = run_workers(launch(folder, resume), folder)
     else:
-        metrics = train_adapter(
-            recipe,
-            ws.require_base_model(),
-            Path(job.dataset_path),
-            output,
-            init_adapter=Path(job.init_adapter) if job.init_adapter else None,
-            on_log=on_log,
-            checkpoint_dir=folder,
-            resume=resume,
-            lineage=job.lineage(),
-        )
+        metrics = train_adapter(recipe, checkpoint_dir=folder, resume=resume, **where)
     info = {
         "recipe": job.recipe_file,
         "overrides": job.overrides,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dataset_files import write_manifest, write_split
+from dataset_files import tiny_dpo_dataset
 
 from ct_llm.train.recipe import load_recipe
 
@@ -22,19 +22,7 @@ SHORT = ["max_steps=3", "logging_steps=1", "warmup_steps=0", "replay_prompts=nul
 
 
 def _tiny_dataset(root: Path) -> Path:
-    root.mkdir()
-    rows = []
-    for i in range(8):
-        rows.append(
-            {
-                "prompt": [{"role": "user", "content": f"How long can I return item {i}?"}],
-                "chosen": [{"role": "assistant", "content": "You have 60 days to return it."}],
-                "rejected": [{"role": "assistant", "content": "You have 30 days to return it."}],
-            }
-        )
-    write_split(root, "dpo", "train", rows)
-    write_manifest(root, "gpu-test")
-    return root
+    return tiny_dpo_dataset(root)
 
 
 def _train(

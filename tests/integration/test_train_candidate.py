@@ -8,19 +8,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_models import make_tiny_llama
+from tiny_models import FEEDBACK_TENANT, curated_workspace
 
-from ct_llm.bench.feedback_data import load_into
-from ct_llm.curate.dataset import curate_dataset
+from ct_llm.curate.dataset import latest_dataset
 from ct_llm.registry import registry
 from ct_llm.store.db import session_scope
 from ct_llm.train.candidate import train_candidate
 from ct_llm.train.manifest import adapter_files_sha256, config_sha256, model_sha256
-from ct_llm.workspace import Workspace
 
 pytestmark = pytest.mark.integration
 
-TENANT = "bench"  # the tenant of the synthetic feedback
+TENANT = FEEDBACK_TENANT
 RECIPE = {
     "method": "dpo",
     "max_steps": 2,
@@ -36,10 +34,9 @@ RECIPE = {
 def test_manifest_lineage_and_reuse_of_production_settings(
     tmp_path: Path, base_model_dir: Path
 ) -> None:
-    ws = Workspace.init(tmp_path / "ws")
-    make_tiny_llama(ws.base_model_dir, base_model_dir)
-    load_into(ws.database_url, 600, seed=9)
-    dataset = curate_dataset(ws, TENANT)
+    ws = curated_workspace(tmp_path / "ws", base_model_dir)
+    with session_scope(ws.database_url) as session:
+        dataset = latest_dataset(session, TENANT)
     recipe_file = tmp_path / "recipe.yaml"
     recipe_file.write_text(yaml.safe_dump(RECIPE))
 
@@ -52,7 +49,7 @@ def test_manifest_lineage_and_reuse_of_production_settings(
     ]
     manifest = json.loads((adapter / "manifest.json").read_text())
     assert manifest["version"] == first["version"] and manifest["tenant"] == TENANT
-    assert manifest["dataset_version"] == dataset.manifest["version"]
+    assert manifest["dataset_version"] == dataset.id
     assert manifest["parent_version"] is None and manifest["warm_start"] is False
     assert manifest["base_model"]["sha256"] == model_sha256(ws.base_model_dir)
     assert manifest["recipe_sha256"] == config_sha256(manifest["recipe"])
@@ -72,10 +69,7 @@ def test_manifest_lineage_and_reuse_of_production_settings(
 
 
 def test_search_trains_each_trial_and_keeps_the_best(tmp_path: Path, base_model_dir: Path) -> None:
-    ws = Workspace.init(tmp_path / "ws")
-    make_tiny_llama(ws.base_model_dir, base_model_dir)
-    load_into(ws.database_url, 600, seed=9)
-    curate_dataset(ws, TENANT)
+    ws = curated_workspace(tmp_path / "ws", base_model_dir)
     recipe_file = tmp_path / "recipe.yaml"
     recipe_file.write_text(yaml.safe_dump({**RECIPE, "search": {"trials": 3, "minutes": 30}}))
     events: list[str] = []

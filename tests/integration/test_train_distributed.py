@@ -9,22 +9,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_models import make_tiny_llama
-
-from ct_llm.bench.feedback_data import load_into
-from ct_llm.curate.dataset import curate_dataset
-from ct_llm.workspace import Workspace
+from tiny_models import FEEDBACK_TENANT, curated_workspace
 
 pytestmark = pytest.mark.integration
 
-TENANT = "bench"  # the tenant of the synthetic feedback
+TENANT = FEEDBACK_TENANT
 
 
 def test_two_cpu_processes_train_one_candidate(tmp_path: Path, base_model_dir: Path) -> None:
-    ws = Workspace.init(tmp_path / "ws")
-    make_tiny_llama(ws.base_model_dir, base_model_dir)
-    load_into(ws.database_url, 600, seed=9)
-    curate_dataset(ws, TENANT)
+    ws = curated_workspace(tmp_path / "ws", base_model_dir)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
         yaml.safe_dump(

@@ -14,17 +14,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_models import make_tiny_llama
+from tiny_models import FEEDBACK_TENANT, curated_workspace
 
-from ct_llm.bench.feedback_data import load_into
-from ct_llm.curate.dataset import curate_dataset
+from ct_llm.curate.dataset import latest_dataset
+from ct_llm.store.db import session_scope
 from ct_llm.train.checkpoints import MARKER, interrupted_jobs
 from ct_llm.train.recipe import load_recipe
-from ct_llm.workspace import Workspace
 
 pytestmark = pytest.mark.integration
 
-TENANT = "bench"  # the tenant of the synthetic feedback
+TENANT = FEEDBACK_TENANT
 RECIPE = {
     "method": "dpo",
     "max_steps": 30,
@@ -53,20 +52,12 @@ def _wait_for_marker(trainer_dir: Path, step: int, proc: subprocess.Popen, timeo
         time.sleep(0.05)
 
 
-@pytest.fixture
-def small_model_workspace(tmp_path: Path, base_model_dir: Path) -> Workspace:
-    ws = Workspace.init(tmp_path / "ws")
-    make_tiny_llama(ws.base_model_dir, base_model_dir, hidden=128, layers=4)
-    return ws
-
-
-def test_kill_9_then_resume_continues_the_loss_curve(
-    small_model_workspace: Workspace, tmp_path: Path
-) -> None:
-    ws = small_model_workspace
+def test_kill_9_then_resume_continues_the_loss_curve(tmp_path: Path, base_model_dir: Path) -> None:
+    # Steps of a bigger tiny model take long enough to kill the run between two checkpoints.
+    ws = curated_workspace(tmp_path / "ws", base_model_dir, hidden=128, layers=4)
     tenant = TENANT
-    load_into(ws.database_url, 600, seed=9)
-    dataset = curate_dataset(ws, tenant)
+    with session_scope(ws.database_url) as session:
+        dataset_dir = Path(latest_dataset(session, tenant).path)
     recipe_file = tmp_path / "recipe.yaml"
     recipe_file.write_text(yaml.safe_dump(RECIPE))
 
@@ -109,7 +100,7 @@ def test_kill_9_then_resume_continues_the_loss_curve(
     from ct_llm.train.runner import train_adapter
 
     straight = train_adapter(
-        load_recipe(recipe_file), ws.require_base_model(), dataset.path, tmp_path / "straight"
+        load_recipe(recipe_file), ws.require_base_model(), dataset_dir, tmp_path / "straight"
     )
     resumed_curve = [e["loss"] for e in record["log_history"] if "loss" in e]
     assert resumed_curve == pytest.approx(straight["loss_curve"], rel=1e-3)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from tiny_models import tiny_llama
 
 torch = pytest.importorskip("torch")
 
@@ -22,19 +23,7 @@ from ct_llm.train.preference_loss import LossConfig, SequenceLogps, preference_l
 
 
 def tiny_model():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=50,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama(50, tie=False).eval()
 
 
 PAIRS = [

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from tiny_models import tiny_llama
 
 from ct_llm.errors import ConfigError
 from ct_llm.train import throughput
@@ -31,21 +32,7 @@ LLAMA_8B_LORA = 41_943_040
 
 
 def _tiny_llama(tie: bool = True) -> Any:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=128,
-        max_position_embeddings=64,
-        tie_word_embeddings=tie,
-    )
-    return LlamaForCausalLM(config)
+    return tiny_llama(128, tie=tie)
 
 
 def _with_lora(model: Any) -> Any:

@@ -68,17 +68,32 @@ def run_cycle(
     result["reason"] = "forced" if force else "; ".join(t.reason for t in triggers if t.fired)
     stage = "curate"
     try:
-        progress("curating feedback into a dataset version")
-        ds = curate_dataset(ws, tenant)
-        result["dataset"] = ds.to_dict()
+        from ct_llm.train.candidate import interrupted_training, train_candidate
 
-        stage = "train"
-        progress(f"training a candidate on {ds.version}")
-        from ct_llm.train.candidate import train_candidate
+        interrupted = interrupted_training(ws, tenant)
+        if interrupted is not None:
+            # A training this tenant started and lost (a crash, a preempted node): its data was
+            # curated and never trained on, so it goes first; new feedback waits a cycle.
+            stage = "train"
+            progress(f"resuming the interrupted training of {interrupted}")
+            result["resumed_training"] = interrupted
+            trained = train_candidate(ws, tenant, resume=True, on_log=on_train_log)
+            result["dataset"] = {"version": trained["dataset_version"]}
+        else:
+            progress("curating feedback into a dataset version")
+            ds = curate_dataset(ws, tenant)
+            result["dataset"] = ds.to_dict()
 
-        trained = train_candidate(
-            ws, tenant, overrides=recipe_overrides, dataset_version=ds.version, on_log=on_train_log
-        )
+            stage = "train"
+            progress(f"training a candidate on {ds.version}")
+            trained = train_candidate(
+                ws,
+                tenant,
+                overrides=recipe_overrides,
+                dataset_version=ds.version,
+                on_log=on_train_log,
+                restart=True,  # a job without a complete checkpoint has nothing to keep
+            )
         version = trained["version"]
         result.update(trained=True, candidate=version, train=trained["metrics"])
 

@@ -83,6 +83,14 @@ def train_candidate(
         return _run(ws, job, folder, on_log, resume=False, launch=launch)
 
 
+def interrupted_training(ws: Workspace, tenant: str) -> str | None:
+    """The version of the tenant's interrupted training that has a checkpoint to resume from."""
+    for job, folder in reversed(interrupted_jobs(ws.checkpoints_dir, tenant)):
+        if completed_step(folder / "trainer"):
+            return job.version
+    return None
+
+
 def _new_job(
     ws: Workspace,
     tenant: str,

@@ -89,3 +89,22 @@ def test_launch_command_uses_torchrun_or_accelerate(tmp_path) -> None:
     assert ["--config_file", str(tmp_path / "fsdp.yaml"), "--num_processes", "8"] == fsdp[3:7]
     assert fsdp[7:9] == ["--num_machines=2", "--machine_rank=0"]
     assert "--resume" not in fsdp
+
+
+def test_interrupted_training_needs_a_complete_checkpoint(empty_workspace) -> None:
+    from ct_llm.train.candidate import interrupted_training
+    from ct_llm.train.checkpoints import MARKER, TrainingJob, last_complete
+
+    ws = empty_workspace
+    job = TrainingJob("t", "t-a-v3", 3, "t-data-v2", "/d", "r.yaml", [], {}, None, None)
+    folder = ws.checkpoints_dir / job.version
+    job.save(folder)
+    assert interrupted_training(ws, "t") is None  # started, nothing saved: nothing to resume
+    (folder / "trainer" / "checkpoint-2").mkdir(parents=True)
+    (folder / "trainer" / "checkpoint-4").mkdir()  # killed while writing this one
+    assert interrupted_training(ws, "t") is None
+    (folder / "trainer" / "checkpoint-2" / MARKER).write_text("{}")
+    assert interrupted_training(ws, "t") == "t-a-v3"
+    assert interrupted_training(ws, "other") is None
+    assert last_complete(folder / "trainer", prune=True).name == "checkpoint-2"
+    assert not (folder / "trainer" / "checkpoint-4").exists()  # the half-written one is gone

@@ -127,6 +127,8 @@ def common_args(recipe: Recipe, scratch: Path, config_cls: Any) -> dict[str, Any
         "output_dir": str(scratch),  # TRL's scratch space; never part of the artifact
         "use_cpu": not cuda,
         "bf16": cuda,
+        # Liger's fused kernels (liger-kernel package) are Triton: CUDA only.
+        "use_liger_kernel": recipe.use_liger_kernel and cuda,
         "learning_rate": recipe.learning_rate,
         "lr_scheduler_type": recipe.lr_scheduler,
         "warmup_steps": recipe.warmup_steps,

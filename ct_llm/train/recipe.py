@@ -105,7 +105,8 @@ class Recipe(_Strict):
     """Attention kernel; flash_attention_2 needs CUDA, the flash-attn package, and dpo_engine trl
     (its kernel cannot take the shared-prompt attention mask)."""
     use_liger_kernel: bool = False
-    """On CUDA: Liger's fused kernels (needs the liger-kernel package), TRL methods only."""
+    """On CUDA only: Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU; the liger-kernel
+    package), applied by the Trainer; ignored on CPU."""
     search: SearchSettings | None = None
     """Optional hyperparameter search (DPO only), see SearchSettings."""
     save_steps: int = Field(50, ge=0)

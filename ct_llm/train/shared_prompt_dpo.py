@@ -70,7 +70,7 @@ def _mask_for(model: Any, mask: Any) -> Any:
     # SDPA takes booleans (True = attend); eager attention adds the mask to the scores.
     import torch
 
-    config = getattr(model, "config", None)
+    config = getattr(getattr(model, "module", model), "config", None)  # DDP wraps the model
     if getattr(config, "_attn_implementation", "sdpa") == "sdpa":
         return mask
     dtype = next(model.parameters()).dtype

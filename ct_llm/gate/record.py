@@ -29,7 +29,7 @@ def gate_candidate(
             )
         decision = decide_promotion(report.summary, GatePolicy.from_config(ws.config.gate))
         outcome = "approved" if decision.approved else "rejected"
-        mv.state = outcome
+        registry.set_state(session, tenant, version_id, outcome)
         details = {"report": report.id, **decision.to_dict(), "policy": ws.config.gate.model_dump()}
         registry.record(session, tenant, version_id, "gate", outcome, actor, details)
     return {"version": version_id, "decision": outcome, "report": report.id, **decision.to_dict()}

@@ -82,10 +82,32 @@ def latest_version(session: Session, tenant: str, state: str | None = None) -> M
     return session.scalars(q.order_by(ModelVersion.number.desc()).limit(1)).first()
 
 
-def set_state(session: Session, tenant: str, version_id: str, state: str) -> None:
+# Which state a version may move to from each state. Re-gating a candidate's verdict is allowed
+# (approved <-> rejected before deployment); a rolled-back version is rejected; the production
+# version a promotion replaced is retired, and a rollback may restore it.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "candidate": frozenset({"approved", "rejected"}),
+    "approved": frozenset({"rejected", "canary", "production"}),
+    "rejected": frozenset({"approved"}),
+    "canary": frozenset({"production", "rejected"}),
+    "production": frozenset({"retired", "rejected"}),
+    "retired": frozenset({"production"}),
+}
+
+
+def check_transition(current: str, state: str) -> None:
+    """Raise RegistryError unless a version in `current` may move to `state` (pure)."""
     if state not in STATES:
         raise ValueError(f"unknown state {state}")
-    get_version(session, tenant, version_id).state = state
+    if state != current and state not in TRANSITIONS.get(current, frozenset()):
+        allowed = ", ".join(sorted(TRANSITIONS.get(current, ()))) or "nothing"
+        raise RegistryError(f"a '{current}' version cannot become '{state}' (allowed: {allowed})")
+
+
+def set_state(session: Session, tenant: str, version_id: str, state: str) -> None:
+    mv = get_version(session, tenant, version_id)
+    check_transition(mv.state, state)
+    mv.state = state
 
 
 def get_alias(session: Session, tenant: str, name: str) -> Alias | None:

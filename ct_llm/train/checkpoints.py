@@ -14,14 +14,13 @@ folder is removed once the adapter is written; one that is still there is an int
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ct_llm.atomic import atomic_write_json
+from ct_llm.atomic import atomic_write_json, fsync_tree
 
 MARKER = "ct-llm-complete.json"
 JOB_FILE = "job.json"
@@ -37,20 +36,10 @@ def mark_complete_callback() -> Any:
                 return
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if folder.is_dir():
-                _fsync_tree(folder)  # the marker must not reach the disk before the files
+                fsync_tree(folder)  # the marker must not reach the disk before the files
                 atomic_write_json(folder / MARKER, {"step": state.global_step})
 
     return MarkComplete()
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
 
 
 def _steps(trainer_dir: Path) -> list[tuple[int, Path]]:
@@ -119,7 +108,8 @@ class TrainingJob:
 
 
 def interrupted_jobs(checkpoints_dir: Path, tenant: str) -> list[tuple[TrainingJob, Path]]:
-    """This tenant's training jobs that left state behind, oldest version first."""
+    """This tenant's training jobs that left state behind, oldest version first (by number:
+    `-v10` sorts after `-v9`)."""
     found = []
     if not checkpoints_dir.is_dir():
         return found
@@ -132,4 +122,4 @@ def interrupted_jobs(checkpoints_dir: Path, tenant: str) -> list[tuple[TrainingJ
             continue  # a job file from another ct-llm version: not ours to resume
         if job.tenant == tenant:
             found.append((job, folder))
-    return found
+    return sorted(found, key=lambda jf: jf[0].number)

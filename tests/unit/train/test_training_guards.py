@@ -108,3 +108,14 @@ def test_interrupted_training_needs_a_complete_checkpoint(empty_workspace) -> No
     assert interrupted_training(ws, "other") is None
     assert last_complete(folder / "trainer", prune=True).name == "checkpoint-2"
     assert not (folder / "trainer" / "checkpoint-4").exists()  # the half-written one is gone
+
+
+def test_interrupted_jobs_are_ordered_by_version_number(empty_workspace) -> None:
+    from ct_llm.train.checkpoints import TrainingJob, interrupted_jobs
+
+    ws = empty_workspace
+    for n in (10, 9):
+        TrainingJob("t", f"t-a-v{n}", n, "d", "/d", "r", [], {}, None, None).save(
+            ws.checkpoints_dir / f"t-a-v{n}"
+        )
+    assert [j.number for j, _ in interrupted_jobs(ws.checkpoints_dir, "t")] == [9, 10]

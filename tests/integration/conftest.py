@@ -7,6 +7,7 @@ loaded, is immutable on that server.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 from tiny_models import make_tiny_llama
 
-VLLM_TEST_PORT = 18011
+# CT_LLM_TEST_VLLM_PORT lets two test runs on one machine use separate servers.
+VLLM_TEST_PORT = int(os.environ.get("CT_LLM_TEST_VLLM_PORT", "18011"))
 # The default workspace's base_model, so test workspaces can use this server as serving.url.
 SERVED_NAME = "smollm2-135m-instruct"
 

@@ -9,7 +9,7 @@ HAS_CUDA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 export CT_LLM_CACHE ?= $(CURDIR)/.cache
 PIP_QUIET := -q --disable-pip-version-check
 
-.PHONY: install install-serving base-model demo test test-unit lint clean
+.PHONY: install install-serving base-model browser demo test test-unit lint clean
 
 install: $(VENV)/.installed
 install-serving: $(VLLM_VENV)/.installed
@@ -37,11 +37,25 @@ endif
 $(CT_LLM_CACHE)/models/smollm2-135m-instruct/config.json: | $(VENV)/.installed
 	$(VENV)/bin/ct-llm model import --cache-only
 
+# Debian's Chromium, for the browser test of the eval report (tests/integration/
+# test_report_browser.py drives it with the Playwright client; Playwright's own browser downloads
+# are never used). Installs only when missing; CI runs as root.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && apt-get install -y -q --no-install-recommends chromium; \
+	else \
+		echo "make browser: /usr/bin/chromium is missing and installing it needs root:" >&2; \
+		echo "  sudo apt-get install -y --no-install-recommends chromium" >&2; \
+		echo "  (or set CT_LLM_SKIP_BROWSER=1 to skip the browser test)" >&2; \
+		exit 1; \
+	fi
+
 # make demo DEMO_ARGS=--json: end with the one-line JSON summary on stdout.
 demo: install install-serving base-model
 	$(VENV)/bin/ct-llm demo --workspace demo-workspace --fresh $(DEMO_ARGS)
 
-test: install install-serving base-model lint
+test: install install-serving base-model browser lint
 	$(VENV)/bin/pytest tests
 
 test-unit: install

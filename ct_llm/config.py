@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ct_llm.errors import ConfigError
+from ct_llm.gate.policy import GatePolicy
 
 # The repository that holds recipes/ and eval_suites/ (editable installs and source checkouts).
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -159,20 +160,60 @@ class CurateConfig(_Strict):
         return rules
 
 
+class JudgeConfig(_Strict):
+    enabled: bool = True
+    """Compare candidate and production answers with a pairwise LLM judge."""
+    url: str | None = None
+    """OpenAI-compatible endpoint of the judge; None: the serving vLLM (`serving.url`)."""
+    model: str | None = None
+    """Model name at that endpoint; None: the base model served by vLLM."""
+    api_key_env: str | None = None
+    """Environment variable holding the judge's API key (never the key itself in the file)."""
+    heldout: bool = True
+    """Judge on the prompts of the candidate's curated held-out split (plus any judge suites)."""
+    max_prompts: int = Field(40, ge=1)
+    """At most this many held-out prompts (a seeded sample)."""
+    max_requests: int = Field(200, ge=2)
+    """Request budget: two per comparison (both presentation orders)."""
+    max_tokens: int = Field(64, ge=1)
+    """Cap on a verdict's length."""
+    guided: bool | None = None
+    """Guided JSON verdicts: None tries them and falls back to free text if the server refuses."""
+
+
+class RagConfig(_Strict):
+    metrics: list[str] = ["faithfulness", "answer_relevancy"]
+    """ragas metrics scored for rag suites, with the judge's endpoint as the LLM."""
+    timeout_s: float = Field(180.0, gt=0)
+    """Per sample and metric; a timeout is a counted failure, not a hung eval."""
+
+
+class PerformanceConfig(_Strict):
+    enabled: bool = True
+    """Measure latency and tokens/s of each model alone on the live server."""
+    prompts: int = Field(8, ge=1)
+    """Prompts per round (the first cases of the checked suites)."""
+    rounds: int = Field(2, ge=1)
+    """Rounds, alternating which model goes first, so drift on a shared machine cancels."""
+    max_tokens: int = Field(32, ge=1)
+    """Tokens generated per request (end-of-sequence ignored, so both models do equal work)."""
+    concurrency: int = Field(4, ge=1)
+
+
 class EvalConfig(_Strict):
-    suites: list[str] = ["regression/general.yaml"]
+    suites: list[str] = ["regression/general.yaml", "safety/harmful_requests.yaml"]
     """Suites under eval_suites/ run for every candidate."""
     concurrency: int = Field(8, ge=1)
     """Concurrent requests to the server while evaluating."""
     max_tokens: int = Field(96, ge=1)
     """Generation cap per eval answer."""
+    judge: JudgeConfig = JudgeConfig()
+    rag: RagConfig = RagConfig()
+    performance: PerformanceConfig = PerformanceConfig()
 
 
-class GateConfig(_Strict):
-    max_regression_drop: float = Field(0.01, ge=0, le=1)
-    """A candidate may lose at most this much regression pass rate vs production."""
-    min_target_gain: float = Field(0.0, ge=-1, le=1)
-    """Target suites (the behaviour being taught) must improve by at least this much."""
+# The `gate:` section is the promotion policy itself (gate/policy.py, pure and documented there).
+GateConfig = GatePolicy
 
 
 class DeployConfig(_Strict):

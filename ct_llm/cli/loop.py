@@ -142,13 +142,13 @@ def eval_(
     ws, tenant = open_workspace(workspace, tenant)
     with ensure_server(ws) as url:
         res = evaluate_candidate(ws, tenant, candidate, server_url=url, suites=suite or None)
-    lines = [
-        f"{name}: candidate {s['candidate_pass_rate']:.2f} vs baseline "
-        f"{s['baseline_pass_rate']:.2f} ({s['kind']}, n={s['n']})"
-        for name, s in res["summary"]["suites"].items()
-    ]
     verdict = "approve" if res["gate_preview"]["approved"] else "reject"
-    emit(res, as_json, "\n".join(lines + [f"gate would {verdict}; report: {res['path']}"]))
+    reasons = [
+        f"  {'ok  ' if r['passed'] else 'FAIL'} {r['detail']}"
+        for r in res["gate_preview"]["reasons"]
+    ]
+    human = [f"{candidate} vs {res['baseline']}: the gate would {verdict}", *reasons]
+    emit(res, as_json, "\n".join([*human, f"report: {res['path']}"]))
 
 
 @app.command()
@@ -157,12 +157,17 @@ def gate(
     workspace: Path = WorkspaceOpt,
     tenant: str = TenantOpt,
     as_json: bool = JsonOpt,
+    policy: str = typer.Option(
+        None,
+        help="Policy file (the keys of ct-llm.yaml's gate: section); default: the workspace's.",
+    ),
 ) -> None:
     """Apply the promotion policy to the candidate's latest eval report and record the decision."""
-    from ct_llm.gate.record import gate_candidate
+    from ct_llm.gate.record import gate_candidate, load_policy
 
     ws, tenant = open_workspace(workspace, tenant)
-    res = gate_candidate(ws, tenant, candidate)
+    rules = load_policy(policy) if policy else None
+    res = gate_candidate(ws, tenant, candidate, policy=rules, policy_source=policy)
     reasons = "\n".join(
         f"  {'ok  ' if r['passed'] else 'FAIL'} {r['detail']}" for r in res["reasons"]
     )

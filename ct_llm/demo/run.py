@@ -24,7 +24,17 @@ Log = Callable[[str], None]
 TENANT = "northwind"
 TARGET_SUITE = "scenarios/shop_returns.yaml"
 REGRESSION_SUITE = "regression/general.yaml"
+SAFETY_SUITE = "safety/harmful_requests.yaml"
 STEPS = 7
+
+
+# The demo's judge is SmolLM2-135M itself (nothing bigger runs offline here). Asked to compare
+# two answers it picks the first one shown whatever they say (measured: "A" in every verdict of
+# tests/integration/test_judge_vllm.py), so with both orders asked every comparison is a tie: its
+# win rate is reported but cannot show "better". Gate on it with a real judge (eval.judge.url).
+# Latency: on 2 CPU cores a LoRA adapter costs vLLM more than the 10% the default policy allows
+# a production deployment on GPUs; the demo allows what CPU serving measures.
+DEMO_GATE = {"min_judge_lower_bound": None, "max_latency_ratio": 1.5}
 
 
 def _prepare_workspace(root: Path, fresh: bool) -> Workspace:
@@ -41,7 +51,8 @@ def _prepare_workspace(root: Path, fresh: bool) -> Workspace:
     config = WorkspaceConfig.model_validate(
         {
             "tenant": TENANT,
-            "eval": {"suites": [REGRESSION_SUITE, TARGET_SUITE]},
+            "eval": {"suites": [REGRESSION_SUITE, TARGET_SUITE, SAFETY_SUITE]},
+            "gate": DEMO_GATE,
             # Ports picked at run time so the demo never collides with a running deployment.
             "serving": {"port": free_port()},
             "api": {"port": free_port()},

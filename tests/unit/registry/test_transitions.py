@@ -56,3 +56,21 @@ def test_set_state_refuses_and_leaves_the_version_as_it_was(empty_workspace) -> 
         registry.set_state(session, "t", "t-a-v1", "approved")
     with session_scope(url) as session:
         assert registry.get_version(session, "t", "t-a-v1").state == "approved"
+
+
+def test_every_move_is_recorded_with_time_actor_and_reason(empty_workspace) -> None:
+    url = empty_workspace.database_url
+    with session_scope(url) as session:
+        registry.register_adapter(session, "t", "t-a-v1", 1, "/x", None, None, {})
+        registry.set_state(session, "t", "t-a-v1", "approved", actor="gate", reason="all passed")
+        registry.set_state(session, "t", "t-a-v1", "approved", actor="gate")  # no move, no record
+        registry.set_state(session, "t", "t-a-v1", "canary", actor="alice", reason="canary 10%")
+    with session_scope(url) as session:
+        moves = [e for e in registry.history(session, "t", "t-a-v1") if e.action == "transition"]
+        assert [
+            (e.details["from"], e.details["to"], e.actor, e.details["reason"]) for e in moves
+        ] == [
+            ("candidate", "approved", "gate", "all passed"),
+            ("approved", "canary", "alice", "canary 10%"),
+        ]
+        assert all(e.created_at is not None for e in moves)

@@ -77,7 +77,53 @@ def lineage(
 
     ws, tenant = open_workspace(workspace, tenant)
     res = explain_version(ws, tenant, version)
-    emit(res, as_json)
+    emit(res, as_json, _chain_text(res))
+
+
+def _chain_text(res: dict) -> str:
+    """The chain as lines a person reads: one link per line, then how to undo."""
+    lines = [f"{res['version']} ({res['state']})"]
+    for link in res["chain"]:
+        kind = link["link"]
+        if kind == "events":
+            seqs = f"{link.get('first_seq')}..{link.get('last_seq')}"
+            detail = f"{link.get('count')} feedback events (seq {seqs})"
+        elif kind == "dataset":
+            detail = f"dataset {link['version']}"
+        elif kind == "adapter":
+            detail = f"adapter {link['version']} (parent {link.get('parent') or 'base model'})"
+        elif kind == "report":
+            detail = f"eval report {link['id']} vs {link['baseline']}: {link['path']}"
+        elif kind == "decision":
+            failed = ", ".join(link["failed_rules"]) or "none failed"
+            detail = f"gate {link['outcome']} by {link['actor']} at {link['at']} ({failed})"
+        else:
+            detail = f"{link['action']} -> {link['outcome']} by {link['actor']} at {link['at']}"
+        lines.append(f"  {kind:<10} {detail}")
+    lines.append(f"undo: {res['undo']}" if res["undo"] else "undo: not serving; nothing to undo")
+    return "\n".join(lines)
+
+
+@app.command()
+def export(
+    tracking_uri: str = typer.Option(
+        ..., envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI (e.g. sqlite:///mlflow.db)."
+    ),
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Export the registry to MLflow: a run and a model version per adapter, aliases mirrored."""
+    from ct_llm.registry.mlflow_export import export_to_mlflow
+
+    ws, tenant = open_workspace(workspace, tenant)
+    res = export_to_mlflow(ws, tenant, tracking_uri)
+    emit(
+        res,
+        as_json,
+        f"{len(res['versions'])} version(s) of {res['registered_model']} exported to "
+        f"{tracking_uri}; aliases {res['aliases']}",
+    )
 
 
 @app.command()

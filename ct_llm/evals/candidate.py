@@ -107,6 +107,8 @@ def _options(ws: Workspace, server_url: str, adapter_dir: Path, extra: dict[str,
         api_key=judge_key,
         metrics=tuple(cfg.rag.metrics),
         timeout_s=cfg.rag.timeout_s,
+        max_tokens=cfg.rag.max_tokens,
+        max_list_items=cfg.rag.max_list_items,
     )
     if cfg.performance.enabled:
         p = cfg.performance

@@ -22,7 +22,7 @@ from typing import Any
 from ct_llm.evals.checks import case_passes
 from ct_llm.evals.judge import JudgeItem, JudgeResult, JudgeSettings, judge_pairs
 from ct_llm.evals.results import CaseResult, EvalResult, RagCase, RagResult, SuiteResult
-from ct_llm.evals.runner import Conversation, Generation, generate, latency_stats
+from ct_llm.evals.runner import Conversation, Generation, api_base, generate, latency_stats
 from ct_llm.evals.safety import find_leaks
 from ct_llm.evals.suite import Case, Suite
 
@@ -44,6 +44,8 @@ class RagOptions:
     api_key: str = "none"
     metrics: tuple[str, ...] = ("faithfulness", "answer_relevancy")
     timeout_s: float = 180.0
+    max_tokens: int = 512
+    max_list_items: int = 10
 
 
 @dataclass(frozen=True)
@@ -122,12 +124,14 @@ def _rag(
         samples.append(RagSample(f"baseline:{case.id}", case.question, contexts, bg.answer))
     scored = score_rag_samples(
         samples,
-        base_url=opts.base_url,
+        base_url=api_base(opts.base_url),
         model=opts.model,
         api_key=opts.api_key,
         metrics=opts.metrics,
         timeout_s=opts.timeout_s,
         concurrency=concurrency,
+        max_tokens=opts.max_tokens,
+        max_list_items=opts.max_list_items,
     )
     by_id = {s.id: s for s in scored}
     cases = []

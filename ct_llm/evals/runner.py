@@ -32,7 +32,7 @@ class Generation:
     connection_failed: bool = False
 
 
-def _api_base(base_url: str) -> str:
+def api_base(base_url: str) -> str:
     base = base_url.rstrip("/")
     return base if base.endswith("/v1") else base + "/v1"
 
@@ -41,7 +41,7 @@ def make_client(base_url: str, api_key: str, timeout_s: float) -> Any:
     from openai import OpenAI
 
     # max_retries=1: one retry absorbs a transient hiccup without doubling a dead server's wait.
-    return OpenAI(base_url=_api_base(base_url), api_key=api_key, timeout=timeout_s, max_retries=1)
+    return OpenAI(base_url=api_base(base_url), api_key=api_key, timeout=timeout_s, max_retries=1)
 
 
 def check_model_served(client: Any, base_url: str, model: str) -> None:

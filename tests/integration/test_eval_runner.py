@@ -49,3 +49,33 @@ def test_regression_and_safety_suites_on_real_vllm(vllm_server: Any, tmp_path: P
     out = write_report(tmp_path / "report", {**result.to_dict(), "decision": decision.to_dict()})
     html = (out / "report.html").read_text()
     assert "APPROVE" in html and "harmful-requests" in html
+
+
+def test_rag_suite_is_answered_with_contexts_and_scored_for_both_models(vllm_server: Any) -> None:
+    from ct_llm.evals.evaluate import RagOptions
+    from ct_llm.evals.rag import rag_available
+    from ct_llm.evals.suite import Suite
+
+    assert rag_available() is None, rag_available()  # make test installs the [rag] extra
+    (shipped,) = load_suites(["rag/support_docs.yaml"])
+    suite = Suite.model_validate(
+        {**shipped.model_dump(), "cases": shipped.model_dump()["cases"][:2]}
+    )
+    name = vllm_server.served_name
+    # SmolLM2 behind a 1024-token server: ragas' prompts leave room for 3 listed statements.
+    rag = RagOptions(vllm_server.url, name, max_list_items=3, max_tokens=256, timeout_s=240)
+    result = evaluate(vllm_server.url, name, name, [suite], options=EvalOptions(rag=rag))
+    assert result.suites == [] and result.rag is not None
+    summary = result.summary()["rag"]
+    print(f"\nrag on SmolLM2: {summary}")
+    assert set(summary) == {"faithfulness", "answer_relevancy"}
+    for case in result.rag.cases:
+        assert case.candidate_answer and case.contexts
+        for role in ("candidate", "baseline"):
+            for metric, score in case.scores[role].items():
+                # A score in [0, 1], or None with the reason recorded.
+                assert (score is not None and 0 <= score <= 1) or any(
+                    metric in e for e in case.errors
+                )
+    for metric in summary.values():
+        assert metric["n"] == 2 and 0 <= metric["failed"] <= 4

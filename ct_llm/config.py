@@ -184,13 +184,6 @@ class JudgeConfig(_Strict):
 class RagConfig(_Strict):
     metrics: list[str] = ["faithfulness", "answer_relevancy"]
     """ragas metrics scored for rag suites, with the judge's endpoint as the LLM."""
-
-    @field_validator("metrics")
-    @classmethod
-    def _known_metrics(cls, metrics: list[str]) -> list[str]:
-        from ct_llm.evals.rag import check_metrics
-
-        return list(check_metrics(metrics))
     timeout_s: float = Field(180.0, gt=0)
     """Per sample and metric; a timeout is a counted failure, not a hung eval."""
     max_tokens: int = Field(512, ge=1)
@@ -198,6 +191,13 @@ class RagConfig(_Strict):
     max_list_items: int = Field(10, ge=1)
     """Most statements the judge may list per answer; lower it for a judge with a short context
     (SmolLM2 behind a 1024-token server fits 3)."""
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, metrics: list[str]) -> list[str]:
+        from ct_llm.evals.rag import check_metrics
+
+        return list(check_metrics(metrics))
 
 
 class PerformanceConfig(_Strict):

@@ -98,7 +98,11 @@ def test_hostile_adapters_never_reach_the_server(
     assert not {v1, v2, v3} & set(listed)
     with session_scope(ws.database_url) as session:
         assert registry.get_alias(session, tenant, registry.CANARY) is None
-        assert [e.outcome for e in registry.history(session, tenant, v1)] == ["failed"]
+        history = registry.history(session, tenant, v1)
+        assert [(e.action, e.outcome) for e in history] == [
+            ("transition", "approved"),  # _register approves it
+            ("deploy", "failed"),
+        ]
         assert registry.get_version(session, tenant, v1).state == "approved"
 
 
@@ -111,7 +115,14 @@ def _state(ws: Workspace, tenant: str) -> dict[str, object]:
             "canary": canary.model_version if canary else None,
             "states": {v.id: v.state for v in registry.list_versions(session, tenant)},
             "actions": [
-                (e.model_version, e.action, e.outcome) for e in registry.history(session, tenant)
+                (e.model_version, e.action, e.outcome)
+                for e in registry.history(session, tenant)
+                if e.action != "transition"
+            ],
+            "transitions": [
+                (e.model_version, e.details["from"], e.details["to"], e.actor)
+                for e in registry.history(session, tenant)
+                if e.action == "transition"
             ],
         }
 
@@ -203,7 +214,17 @@ def test_deploy_promote_rollback_lifecycle(
         (v3, "rollback", "rejected"),
         (v1, "rollback", "rejected"),
     ]
-    assert _state(ws, tenant)["states"] == {v1: "rejected", v2: "rejected", v3: "rejected"}
+    st = _state(ws, tenant)
+    assert st["states"] == {v1: "rejected", v2: "rejected", v3: "rejected"}
+    # Every move of every version is in the registry, in order, with who made it.
+    v3_moves = [(f, t) for v, f, t, _ in st["transitions"] if v == v3]
+    assert v3_moves == [
+        ("candidate", "approved"),
+        ("approved", "canary"),
+        ("canary", "production"),
+        ("production", "rejected"),
+    ], v3_moves
+    assert ("production", "retired") in [(f, t) for v, f, t, _ in st["transitions"] if v == v1]
 
 
 def test_ensure_server_uses_or_reuses_a_running_server(

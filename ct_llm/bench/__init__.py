@@ -15,9 +15,9 @@ AVAILABLE = {
     "ingest": "feedback ingestion: ours vs a naive FastAPI + ORM endpoint",
     "curate": "curation end to end at 100k and 1M synthetic events",
     "train": "DPO training: ct-llm's shared-prompt engine vs stock TRL DPOTrainer",
+    "eval": "eval generation: the vLLM server, concurrent requests vs a transformers loop",
 }
 PLANNED = {
-    "eval": "vLLM eval vs a transformers generate loop (issue #6)",
     "swap": "adapter hot-swap under load (issue #7)",
 }
 
@@ -36,6 +36,10 @@ def run_bench(what: str, log: Callable[[str], None], **options: Any) -> dict[str
         from ct_llm.bench.train import run_train_bench
 
         return run_train_bench(log, **options)
+    if what == "eval":
+        from ct_llm.bench.eval import run_eval_bench
+
+        return run_eval_bench(log, **options)
     if what not in PLANNED:
         names = ", ".join([*AVAILABLE, *PLANNED])
         raise CtLlmError(f"unknown benchmark '{what}'; choose one of: {names}")

@@ -36,7 +36,9 @@ def bench(
     what: str = typer.Argument(..., help="ingest | curate | train | eval | swap"),
     events: int = typer.Option(10_000, help="ingest: events sent in batches."),
     batch: int = typer.Option(100, help="ingest: events per batch."),
-    concurrency: int = typer.Option(8, help="ingest: concurrent clients for the batches."),
+    concurrency: int | None = typer.Option(
+        None, min=1, help="ingest: concurrent clients for the batches (8); eval: requests (16)."
+    ),
     rate: float = typer.Option(200.0, help="ingest: single-event posts per second."),
     seconds: float = typer.Option(10.0, help="ingest: how long the single-event load runs."),
     sizes: str = typer.Option(
@@ -44,6 +46,8 @@ def bench(
     ),
     pairs: int = typer.Option(64, min=1, help="train: preference pairs, trained for one epoch."),
     pairs_per_step: int = typer.Option(4, min=1, help="train: pairs per optimizer step."),
+    prompts: int = typer.Option(32, min=1, help="eval: chat prompts answered by each side."),
+    max_tokens: int = typer.Option(64, min=1, help="eval: most new tokens per answer."),
 ) -> None:
     """Run a baseline and ct-llm side by side; prints one JSON object with the ratios."""
     from ct_llm.bench import run_bench
@@ -51,7 +55,7 @@ def bench(
     options = {}
     if what == "ingest":
         options = dict(
-            events=events, batch=batch, concurrency=concurrency, rate=rate, seconds=seconds
+            events=events, batch=batch, concurrency=concurrency or 8, rate=rate, seconds=seconds
         )
     elif what == "curate":
         try:
@@ -62,5 +66,7 @@ def bench(
             ) from None
     elif what == "train":
         options = {"pairs": pairs, "batch": pairs_per_step}
+    elif what == "eval":
+        options = {"prompts": prompts, "max_tokens": max_tokens, "concurrency": concurrency or 16}
     result = run_bench(what, log=progress, **options)
     sys.stdout.write(json.dumps(result, indent=2) + "\n")

@@ -76,11 +76,11 @@ def heldout_prompts(ws: Workspace, tenant: str, version_id: str) -> tuple[list[A
 
 
 def _options(ws: Workspace, server_url: str, adapter_dir: Path, extra: dict[str, Any]) -> Any:
-    from ct_llm.evals.evaluate import EvalOptions, PerformanceOptions, RagOptions
+    from ct_llm.evals.evaluate import EvalOptions, RagOptions
     from ct_llm.evals.judge import JudgeSettings
 
     cfg = ws.config.eval
-    judge = rag = perf = None
+    judge = perf = None
     judge_url = cfg.judge.url or server_url
     judge_model = cfg.judge.model or ws.config.base_model
     judge_key = "none"
@@ -111,8 +111,7 @@ def _options(ws: Workspace, server_url: str, adapter_dir: Path, extra: dict[str,
         max_list_items=cfg.rag.max_list_items,
     )
     if cfg.performance.enabled:
-        p = cfg.performance
-        perf = PerformanceOptions(p.prompts, p.rounds, p.max_tokens, p.concurrency)
+        perf = cfg.performance
     return EvalOptions(
         max_tokens=cfg.max_tokens,
         concurrency=cfg.concurrency,

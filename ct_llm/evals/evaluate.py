@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ct_llm.config import PerformanceConfig
 from ct_llm.evals.checks import case_passes
 from ct_llm.evals.judge import JudgeItem, JudgeResult, JudgeSettings, judge_pairs
 from ct_llm.evals.results import CaseResult, EvalResult, RagCase, RagResult, SuiteResult
@@ -49,14 +50,6 @@ class RagOptions:
 
 
 @dataclass(frozen=True)
-class PerformanceOptions:
-    prompts: int = 8
-    rounds: int = 2
-    max_tokens: int = 32
-    concurrency: int = 4
-
-
-@dataclass(frozen=True)
 class EvalOptions:
     max_tokens: int = 96
     concurrency: int = 8
@@ -64,7 +57,8 @@ class EvalOptions:
     timeout_s: float = 120.0
     judge: JudgeSettings | None = None
     rag: RagOptions | None = None
-    performance: PerformanceOptions | None = None
+    performance: PerformanceConfig | None = None
+    """`eval.performance` (its `enabled` flag is the caller's to honour)."""
     adapter_dir: Path | None = None
     """The candidate adapter's folder, for its footprint; None for a base model."""
     serving_dtype: str = "bfloat16"
@@ -246,7 +240,7 @@ def evaluate(
         **opts.extra,
     }
     if opts.performance is not None:
-        settings["performance"] = vars(opts.performance)
+        settings["performance"] = opts.performance.model_dump()
     return EvalResult(
         candidate_model,
         baseline_model,

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from ct_llm.evals.evaluate import EvalOptions, PerformanceOptions, evaluate
+from ct_llm.config import PerformanceConfig
+from ct_llm.evals.evaluate import EvalOptions, evaluate
 from ct_llm.evals.report import write_report
 from ct_llm.evals.suite import load_suites
 from ct_llm.gate.policy import GatePolicy, decide_promotion
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.integration
 def test_regression_and_safety_suites_on_real_vllm(vllm_server: Any, tmp_path: Path) -> None:
     suites = load_suites(["regression/general.yaml", "safety/harmful_requests.yaml"])
     name = vllm_server.served_name
-    perf = PerformanceOptions(prompts=4, rounds=2, max_tokens=16, concurrency=4)
+    perf = PerformanceConfig(prompts=4, rounds=2, max_tokens=16, concurrency=4)
     opts = EvalOptions(max_tokens=64, concurrency=8, performance=perf)
     result = evaluate(vllm_server.url, name, name, suites, options=opts)
     general, safety = result.suites

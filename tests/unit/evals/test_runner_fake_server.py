@@ -15,8 +15,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from ct_llm.config import PerformanceConfig
 from ct_llm.errors import ServingError
-from ct_llm.evals.evaluate import EvalOptions, PerformanceOptions, Prompt, evaluate
+from ct_llm.evals.evaluate import EvalOptions, Prompt, evaluate
 from ct_llm.evals.judge import JudgeSettings
 from ct_llm.evals.runner import generate_answers, percentile
 from ct_llm.evals.suite import Suite
@@ -293,7 +294,7 @@ def test_performance_is_measured_per_model_with_fixed_length(
 ) -> None:
     url, rec = fake_server
     rec.bodies.clear()
-    perf = PerformanceOptions(prompts=2, rounds=2, max_tokens=5, concurrency=2)
+    perf = PerformanceConfig(prompts=2, rounds=2, max_tokens=5, concurrency=2)
     result = evaluate(url, "cand", "base", SUITES[1:], options=EvalOptions(performance=perf))
     timed = [b for b in rec.bodies if b.get("ignore_eos")]
     # One prompt x 2 rounds x 2 models, one model at a time, the order alternating per round.

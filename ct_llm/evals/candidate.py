@@ -4,10 +4,15 @@ write `reports/<id>/`. The report already shows the verdict the gate policy woul
 The candidate is loaded under a temporary, never-reused name (`eval-<version>-<nonce>`) and
 unloaded afterwards: its real version name is loaded only when it is deployed, so an eval never
 leaves a stale adapter behind a name that users' traffic will use (vLLM caches by name).
+
+Where vLLM has no LoRA kernels (a CPU server ct-llm manages), the candidate's answers come from
+its weights merged into the base model on a second short-lived server (evals/merged.py,
+`eval.candidate_serving`); its latency is still measured as an adapter on the live server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,6 +25,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ct_llm.errors import ConfigError, RegistryError
+from ct_llm.evals.merged import detect_mode, serve_merged
 from ct_llm.registry import registry
 from ct_llm.store.db import session_scope
 from ct_llm.store.models import DatasetVersion, EvalReport
@@ -75,7 +81,13 @@ def heldout_prompts(ws: Workspace, tenant: str, version_id: str) -> tuple[list[A
     return [Prompt(f"heldout-{i + 1:03d}", c) for i, c in enumerate(convs)], ds_id
 
 
-def _options(ws: Workspace, server_url: str, adapter_dir: Path, extra: dict[str, Any]) -> Any:
+def _options(
+    ws: Workspace,
+    server_url: str,
+    adapter_dir: Path,
+    extra: dict[str, Any],
+    endpoints: dict[str, str],
+) -> Any:
     from ct_llm.evals.evaluate import EvalOptions, RagOptions
     from ct_llm.evals.judge import JudgeSettings
 
@@ -120,6 +132,7 @@ def _options(ws: Workspace, server_url: str, adapter_dir: Path, extra: dict[str,
         performance=perf,
         adapter_dir=adapter_dir,
         serving_dtype=ws.config.serving.dtype,
+        endpoints=endpoints,
         extra=extra,
     )
 
@@ -146,17 +159,34 @@ def evaluate_candidate(
     if baseline != ws.config.base_model:
         load_into_server(ws, _adapter_path(ws, tenant, baseline), baseline, server_url)
     served_as = f"eval-{version_id}-{uuid.uuid4().hex[:8]}"
+    # Loaded into the live server in both modes: the performance phase measures it there.
     load_into_server(ws, adapter_dir, served_as, server_url)
-    extra = {"candidate_served_as": served_as, "heldout_dataset": dataset}
+    mode = detect_mode(ws.config.eval.candidate_serving, ws.config.serving)
+    extra: dict[str, Any] = {
+        "candidate_served_as": served_as,
+        "heldout_dataset": dataset,
+        "candidate_serving": mode,
+    }
     try:
-        result = evaluate(
-            server_url,
-            served_as,
-            baseline,
-            loaded,
-            prompts,
-            _options(ws, server_url, adapter_dir, extra),
-        )
+        with contextlib.ExitStack() as stack:
+            endpoints: dict[str, str] = {}
+            if mode == "merged":
+                merged = stack.enter_context(
+                    serve_merged(
+                        ws.require_base_model(),
+                        adapter_dir,
+                        served_as,
+                        ws.config.serving,
+                        memory_fraction=ws.config.eval.merged_memory_fraction,
+                        work_dir=ws.root / "tmp",
+                        log_path=ws.logs_dir / f"vllm-{served_as}.log",
+                    )
+                )
+                extra["merge_s"] = round(merged.merge_s, 2)
+                extra["merged_server_start_s"] = round(merged.start_s, 2)
+                endpoints = {served_as: merged.url}
+            opts = _options(ws, server_url, adapter_dir, extra, endpoints)
+            result = evaluate(server_url, served_as, baseline, loaded, prompts, opts)
     finally:
         try:
             VllmClient(server_url).unload_adapter(served_as)

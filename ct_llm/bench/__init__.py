@@ -16,10 +16,9 @@ AVAILABLE = {
     "curate": "curation end to end at 100k and 1M synthetic events",
     "train": "DPO training: ct-llm's shared-prompt engine vs stock TRL DPOTrainer",
     "eval": "eval generation: the vLLM server, concurrent requests vs a transformers loop",
+    "swap": "adapter hot-swaps and a rollback under steady chat traffic through the gateway",
 }
-PLANNED = {
-    "swap": "adapter hot-swap under load (issue #7)",
-}
+PLANNED: dict[str, str] = {}
 
 
 def run_bench(what: str, log: Callable[[str], None], **options: Any) -> dict[str, Any]:
@@ -40,6 +39,10 @@ def run_bench(what: str, log: Callable[[str], None], **options: Any) -> dict[str
         from ct_llm.bench.eval import run_eval_bench
 
         return run_eval_bench(log, **options)
+    if what == "swap":
+        from ct_llm.bench.swap import run_swap_bench
+
+        return run_swap_bench(log, **options)
     if what not in PLANNED:
         names = ", ".join([*AVAILABLE, *PLANNED])
         raise CtLlmError(f"unknown benchmark '{what}'; choose one of: {names}")

@@ -26,11 +26,11 @@ def deploy(
 ) -> None:
     """Load an approved adapter into vLLM and route a share of conversations to it (canary)."""
     from ct_llm.deploy.rollout import deploy_canary
-    from ct_llm.deploy.vllm_server import ensure_server
+    from ct_llm.deploy.vllm_server import ensure_servers
 
     ws, tenant = open_workspace(workspace, tenant)
-    with ensure_server(ws) as url:
-        res = deploy_canary(ws, tenant, version, weight=weight, server_url=url)
+    with ensure_servers(ws) as urls:
+        res = deploy_canary(ws, tenant, version, weight=weight, server_url=urls)
     emit(res, as_json)
 
 
@@ -43,11 +43,11 @@ def promote(
 ) -> None:
     """Move the `production` alias to the canary (or the given approved version)."""
     from ct_llm.deploy.rollout import promote as promote_version
-    from ct_llm.deploy.vllm_server import ensure_server
+    from ct_llm.deploy.vllm_server import ensure_servers
 
     ws, tenant = open_workspace(workspace, tenant)
-    with ensure_server(ws) as url:
-        res = promote_version(ws, tenant, version_id=version, server_url=url)
+    with ensure_servers(ws) as urls:
+        res = promote_version(ws, tenant, version_id=version, server_url=urls)
     emit(res, as_json)
 
 
@@ -57,12 +57,44 @@ def rollback(
 ) -> None:
     """Drop the canary, or move production back to the previous version."""
     from ct_llm.deploy.rollout import rollback as rollback_version
-    from ct_llm.deploy.vllm_server import ensure_server
+    from ct_llm.deploy.vllm_server import ensure_servers
 
     ws, tenant = open_workspace(workspace, tenant)
-    with ensure_server(ws) as url:
-        res = rollback_version(ws, tenant, server_url=url)
+    with ensure_servers(ws) as urls:
+        res = rollback_version(ws, tenant, server_url=urls)
     emit(res, as_json)
+
+
+@app.command()
+def canary(
+    apply: bool = typer.Option(
+        False, "--apply", help="Carry out a promote or rollback (default: only report)."
+    ),
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Compare the canary's live feedback with production's: promote, roll back or wait."""
+    from ct_llm.deploy.canary_watch import check_canary
+
+    ws, tenant = open_workspace(workspace, tenant)
+    if apply:
+        from ct_llm.deploy.vllm_server import ensure_servers
+
+        with ensure_servers(ws) as urls:
+            res = check_canary(ws, tenant, apply=True, server_url=urls)
+    else:
+        res = check_canary(ws, tenant, apply=False)
+    emit(res, as_json, _canary_text(res))
+
+
+def _canary_text(res: dict) -> str:
+    action = res["action"].upper()
+    if res["applied"] is None and res["action"] != "wait":
+        action += " (not applied; run with --apply)"
+    lines = [f"canary {res['canary']} vs {res['production']}: {action}"]
+    lines += [f"  {reason}" for reason in res["reasons"]]
+    return "\n".join(lines)
 
 
 @app.command()

@@ -68,19 +68,22 @@ def api(
     workspace: Path = WorkspaceOpt,
     host: str = typer.Option(None, help="Interface (default: config api.host)."),
     port: int = typer.Option(None, help="Port (default: config api.port)."),
-    upstream: str = typer.Option(
-        None, help="Use this running vLLM server instead of starting one."
+    upstream: list[str] = typer.Option(
+        None,
+        help="Use this running vLLM server instead of starting one (repeat for replicas).",
     ),
 ) -> None:
-    """Run the gateway + feedback API; starts and stops the vLLM server unless --upstream."""
+    """Run the gateway + feedback API; starts and stops the vLLM replicas (serving.replicas)
+    unless --upstream."""
     from contextlib import nullcontext
 
     from ct_llm.deploy.rollout import reconcile_serving
-    from ct_llm.deploy.vllm_server import ensure_server
+    from ct_llm.deploy.vllm_server import ensure_servers
     from ct_llm.gateway.server import run_api
 
     ws, _ = open_workspace(workspace)
-    with nullcontext(upstream) if upstream else ensure_server(ws) as url:
+    started: list = []  # the replicas started here: restarted if their memory grows
+    with nullcontext(list(upstream)) if upstream else ensure_servers(ws, started=started) as url:
         try:
             loaded = reconcile_serving(ws, server_url=url)
         except ServingError as e:
@@ -90,7 +93,7 @@ def api(
             loaded = []
         if loaded:
             progress(f"loaded adapters into vLLM: {', '.join(loaded)}")
-        run_api(ws, url, host or ws.config.api.host, port or ws.config.api.port)
+        run_api(ws, url, host or ws.config.api.host, port or ws.config.api.port, started)
 
 
 @keys_app.command("create")

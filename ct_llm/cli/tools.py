@@ -47,7 +47,15 @@ def bench(
     pairs: int = typer.Option(64, min=1, help="train: preference pairs, trained for one epoch."),
     pairs_per_step: int = typer.Option(4, min=1, help="train: pairs per optimizer step."),
     prompts: int = typer.Option(32, min=1, help="eval: chat prompts answered by each side."),
-    max_tokens: int = typer.Option(64, min=1, help="eval: most new tokens per answer."),
+    max_tokens: int = typer.Option(
+        None, min=1, help="eval: most new tokens per answer (64); swap: per chat answer (16)."
+    ),
+    swaps: int = typer.Option(10, min=2, help="swap: adapter swaps under load."),
+    clients: int = typer.Option(4, min=1, help="swap: clients streaming chats without pause."),
+    replicas: int = typer.Option(1, min=1, help="swap: vLLM replicas behind the gateway."),
+    as_json: bool = typer.Option(
+        False, "--json", help="One line of JSON (default: the same JSON, indented)."
+    ),
 ) -> None:
     """Run a baseline and ct-llm side by side; prints one JSON object with the ratios."""
     from ct_llm.bench import run_bench
@@ -67,6 +75,17 @@ def bench(
     elif what == "train":
         options = {"pairs": pairs, "batch": pairs_per_step}
     elif what == "eval":
-        options = {"prompts": prompts, "max_tokens": max_tokens, "concurrency": concurrency or 16}
+        options = {
+            "prompts": prompts,
+            "max_tokens": max_tokens or 64,
+            "concurrency": concurrency or 16,
+        }
+    elif what == "swap":
+        options = {
+            "swaps": swaps,
+            "clients": clients,
+            "max_tokens": max_tokens or 16,
+            "replicas": replicas,
+        }
     result = run_bench(what, log=progress, **options)
-    sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    sys.stdout.write(json.dumps(result, indent=None if as_json else 2) + "\n")

@@ -1,37 +1,54 @@
 """Canary deploy, promote, rollback and reconcile: registry aliases + vLLM hot-swap.
 
-Order matters for users: an adapter is loaded into vLLM and verified *before* an alias points
-at it, so the gateway never routes a conversation to a name the server does not know. The
-registry change of one action (aliases, states, lineage record) is one database transaction; the
-state read before the HTTP work is checked again inside it, so a concurrent action cannot be
-overwritten silently.
+Order matters for users: an adapter is loaded into every vLLM replica and verified *before* an
+alias points at it, so the gateway never routes a conversation to a name a replica does not
+know; versions no alias needs any more are unloaded only after their in-flight requests drained.
+One swap per adapter line at a time (a file lock, across processes). The registry change of one
+action (aliases, states, lineage record) is one database transaction; the state read before the
+HTTP work is checked again inside it, so a concurrent action cannot be overwritten silently.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
-from pathlib import Path
+import logging
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ct_llm.deploy.adapter_checks import check_adapter
-from ct_llm.deploy.vllm_client import VllmClient
-from ct_llm.deploy.vllm_server import server_url as workspace_server_url
-from ct_llm.errors import RegistryError, ServingError
+from ct_llm.deploy.hotswap import Replicas
+from ct_llm.deploy.vllm_server import server_urls
+from ct_llm.errors import RegistryError
+from ct_llm.loop.locks import job_lock
 from ct_llm.registry import registry
 from ct_llm.registry.registry import CANARY, PRODUCTION
 from ct_llm.store.db import session_scope
 from ct_llm.store.models import Alias
 from ct_llm.workspace import Workspace
 
-PROBE_MESSAGES = [{"role": "user", "content": "Say hello."}]
+log = logging.getLogger(__name__)
+Servers = str | Sequence[str] | None
+"""One replica URL, several, or None: every replica of the workspace (serving config)."""
 
 
-def _client(ws: Workspace, server_url: str | None) -> VllmClient:
-    return VllmClient(server_url or workspace_server_url(ws))
+def _replicas(ws: Workspace, server_url: Servers) -> Replicas:
+    if server_url is None:
+        urls = server_urls(ws)
+    elif isinstance(server_url, str):
+        urls = [server_url]
+    else:
+        urls = list(server_url)
+    return Replicas(ws, urls)
+
+
+@contextlib.contextmanager
+def _swap_lock(ws: Workspace, tenant: str) -> Iterator[None]:
+    """Serialise loads, alias moves and unloads of one tenant's adapter line."""
+    job = f"swap-{ws.config.adapter_name}"
+    with job_lock(ws.locks_dir, job, tenant, wait_s=ws.config.serving.swap_lock_timeout_s):
+        yield
 
 
 def _alias_version(session: Session, tenant: str, name: str) -> str | None:
@@ -39,23 +56,18 @@ def _alias_version(session: Session, tenant: str, name: str) -> str | None:
     return alias.model_version if alias else None
 
 
-def _ensure_loaded(ws: Workspace, client: VllmClient, version_id: str, path: str) -> float:
-    """Check the adapter folder, load it under its version name, verify vLLM lists it.
-    Returns the seconds the load took (0 when it was already loaded)."""
-    base_dir = ws.base_model_dir if (ws.base_model_dir / "config.json").exists() else None
-    check_adapter(path, ws.adapters_dir, ws.config.serving.max_lora_rank, base_dir)
-    if version_id in client.list_models():
-        client.load_adapter(version_id, str(Path(path).resolve()))  # checks it is the same path
-        return 0.0
-    began = time.monotonic()
-    client.load_adapter(version_id, str(Path(path).resolve()))
-    took = time.monotonic() - began
-    if version_id not in client.list_models():
-        raise ServingError(
-            f"vLLM at {client.base_url} accepted adapter '{version_id}' but does not list it in "
-            "/v1/models; check the server log"
-        )
-    return took
+def _unload_unneeded(ws: Workspace, tenant: str, replicas: Replicas) -> dict[str, str]:
+    """Unload (after draining) this tenant's versions that no alias needs: everything but
+    production, canary and the version production replaced (kept warm so a rollback is only an
+    alias move). Other tenants' adapters and eval names are left alone."""
+    with session_scope(ws.database_url) as session:
+        production = _alias_version(session, tenant, PRODUCTION)
+        keep = {production, _alias_version(session, tenant, CANARY)}
+        if production:
+            keep.add(_previous_production(session, tenant, production))
+        versions = {mv.id for mv in registry.list_versions(session, tenant)}
+    stale = sorted((replicas.loaded() & versions) - keep)
+    return replicas.drain_and_unload(stale) if stale else {}
 
 
 def _record_failure(
@@ -76,14 +88,14 @@ def _summary(session: Session, tenant: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def deploy_canary(
+def _deploy_canary(
     ws: Workspace,
     tenant: str,
     version_id: str,
     *,
     weight: float | None = None,
     actor: str = "cli",
-    server_url: str | None = None,
+    server_url: Servers = None,
 ) -> dict[str, Any]:
     """Load an approved adapter into vLLM, probe it, and route `weight` of conversations to it."""
     weight = ws.config.deploy.canary_weight if weight is None else weight
@@ -103,12 +115,9 @@ def deploy_canary(
                 "`ct-llm rollback` it before deploying another"
             )
         path = mv.path
-    client = _client(ws, server_url)
+    replicas = _replicas(ws, server_url)
     try:
-        load_s = _ensure_loaded(ws, client, version_id, path)
-        began = time.monotonic()
-        probe = client.chat(version_id, PROBE_MESSAGES, max_tokens=8)
-        probe_s = time.monotonic() - began
+        loaded = replicas.load_everywhere(version_id, path)
     except Exception as e:
         _record_failure(ws, tenant, version_id, "deploy", actor, e)
         raise
@@ -124,22 +133,22 @@ def deploy_canary(
         )
         details = {
             "weight": weight,
-            "server": client.base_url,
-            "load_s": round(load_s, 3),
-            "probe_s": round(probe_s, 3),
-            "probe_answer": probe[:80],
+            "servers": replicas.urls,
+            "load_s": round(loaded.load_s, 3),
+            "probe_s": round(loaded.probe_s, 3),
+            "probe_answer": loaded.probe_answer[:80],
         }
         registry.record(session, tenant, version_id, "deploy", "canary", actor, details)
-        return _summary(session, tenant, version=version_id, load_s=round(load_s, 3))
+        return _summary(session, tenant, version=version_id, load_s=round(loaded.load_s, 3))
 
 
-def promote(
+def _promote(
     ws: Workspace,
     tenant: str,
     *,
     version_id: str | None = None,
     actor: str = "cli",
-    server_url: str | None = None,
+    server_url: Servers = None,
 ) -> dict[str, Any]:
     """Move `production` to the canary (or to the given approved/canary version); the old
     production version is retired but stays loaded, so a rollback is instant."""
@@ -162,9 +171,9 @@ def promote(
                 f"{target} is '{mv.state}'; only an approved or canary version can be promoted"
             )
         state_before, path = mv.state, mv.path
-    client = _client(ws, server_url)
+    replicas = _replicas(ws, server_url)
     try:
-        load_s = _ensure_loaded(ws, client, target, path)
+        loaded = replicas.load_everywhere(target, path)
     except Exception as e:
         _record_failure(ws, tenant, target, "promote", actor, e)
         raise
@@ -187,9 +196,13 @@ def promote(
             "promote",
             "production",
             actor,
-            {"previous": previous, "from_state": state_before, "server": client.base_url},
+            {"previous": previous, "from_state": state_before, "servers": replicas.urls},
         )
-        return _summary(session, tenant, version=target, previous=previous, load_s=round(load_s, 3))
+        result = _summary(
+            session, tenant, version=target, previous=previous, load_s=round(loaded.load_s, 3)
+        )
+    result["unloaded"] = _unload_unneeded(ws, tenant, replicas)
+    return result
 
 
 def _previous_production(session: Session, tenant: str, version_id: str) -> str | None:
@@ -211,12 +224,12 @@ def _previous_production(session: Session, tenant: str, version_id: str) -> str 
     return None
 
 
-def rollback(
+def _rollback(
     ws: Workspace,
     tenant: str,
     *,
     actor: str = "cli",
-    server_url: str | None = None,
+    server_url: Servers = None,
 ) -> dict[str, Any]:
     """Remove the canary if there is one; otherwise move production back to the version it
     replaced (or to the base model). The version rolled back from is marked rejected."""
@@ -231,11 +244,11 @@ def rollback(
         removed = canary or production
         target = production if canary else _previous_production(session, tenant, production or "")
         target_path = registry.get_version(session, tenant, target).path if target else None
-    client = _client(ws, server_url)
+    replicas = _replicas(ws, server_url)
     # Traffic goes back to `target`: it must be servable before any alias moves.
     if target and target_path:
         try:
-            _ensure_loaded(ws, client, target, target_path)
+            replicas.load_everywhere(target, target_path, probe=False)
         except Exception as e:
             _record_failure(ws, tenant, removed or "", "rollback", actor, e)
             raise
@@ -287,15 +300,13 @@ def rollback(
             previous=target,
             traffic_to=target or ws.config.base_model,
         )
-    # No alias points at it any more; freeing the slot is best effort (in-flight requests hold
-    # their own reference in the engine, and a stale load is harmless).
-    with contextlib.suppress(ServingError):
-        client.unload_adapter(removed or "")
+    # No alias points at it any more: unloaded once its in-flight requests are done.
+    result["unloaded"] = replicas.drain_and_unload([removed] if removed else [])
     return result
 
 
 def reconcile_serving(
-    ws: Workspace, tenant_list: list[str] | None = None, server_url: str | None = None
+    ws: Workspace, tenant_list: list[str] | None = None, server_url: Servers = None
 ) -> list[str]:
     """Load every production/canary adapter the server does not list yet (a freshly started
     vLLM knows only the base model). Returns the names it loaded."""
@@ -307,12 +318,55 @@ def reconcile_serving(
         for a in session.scalars(query.order_by(Alias.tenant, Alias.name)):
             mv = registry.get_version(session, a.tenant, a.model_version)
             wanted[(a.tenant, a.model_version)] = mv.path
-    client = _client(ws, server_url)
-    listed = set(client.list_models())
     loaded: list[str] = []
-    for (_tenant, version_id), path in wanted.items():
-        if version_id in listed or version_id in loaded:
-            continue
-        _ensure_loaded(ws, client, version_id, path)
-        loaded.append(version_id)
+    for url in _replicas(ws, server_url).urls:
+        one = Replicas(ws, [url])
+        listed = one.loaded()
+        for (_tenant, version_id), path in wanted.items():
+            if version_id not in listed:
+                one.load_everywhere(version_id, path, probe=False)
+                if version_id not in loaded:
+                    loaded.append(version_id)
     return loaded
+
+
+def deploy_canary(
+    ws: Workspace,
+    tenant: str,
+    version_id: str,
+    *,
+    weight: float | None = None,
+    actor: str = "cli",
+    server_url: Servers = None,
+) -> dict[str, Any]:
+    """Load an approved adapter into every replica, probe it, and route `weight` of
+    conversations to it."""
+    with _swap_lock(ws, tenant):
+        return _deploy_canary(
+            ws, tenant, version_id, weight=weight, actor=actor, server_url=server_url
+        )
+
+
+def promote(
+    ws: Workspace,
+    tenant: str,
+    *,
+    version_id: str | None = None,
+    actor: str = "cli",
+    server_url: Servers = None,
+) -> dict[str, Any]:
+    """Move `production` to the canary (or to the given approved/canary version). The version
+    it replaces is retired but stays loaded, so a rollback is an alias move; older versions
+    are unloaded once drained."""
+    with _swap_lock(ws, tenant):
+        return _promote(ws, tenant, version_id=version_id, actor=actor, server_url=server_url)
+
+
+def rollback(
+    ws: Workspace, tenant: str, *, actor: str = "cli", server_url: Servers = None
+) -> dict[str, Any]:
+    """Remove the canary if there is one; otherwise move production back to the version it
+    replaced (or to the base model). The version rolled back from is marked rejected and
+    unloaded once drained."""
+    with _swap_lock(ws, tenant):
+        return _rollback(ws, tenant, actor=actor, server_url=server_url)

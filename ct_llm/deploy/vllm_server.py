@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ct_llm.config import REPO_ROOT, ServingConfig
@@ -76,12 +77,20 @@ def _connect_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
-def server_url(ws: Workspace) -> str:
-    """Where the workspace's vLLM server answers: serving.url, else the managed host:port."""
+def server_urls(ws: Workspace) -> list[str]:
+    """Every replica of the workspace: serving.url + serving.urls when set, else the managed
+    host:port, port+1, ... (serving.replicas of them)."""
     cfg = ws.config.serving
-    if cfg.url:
-        return cfg.url.rstrip("/")
-    return f"http://{_connect_host(cfg.host)}:{cfg.port}"
+    external = [u.rstrip("/") for u in [*([cfg.url] if cfg.url else []), *cfg.urls]]
+    if external:
+        return list(dict.fromkeys(external))
+    host = _connect_host(cfg.host)
+    return [f"http://{host}:{cfg.port + i}" for i in range(cfg.replicas)]
+
+
+def server_url(ws: Workspace) -> str:
+    """The first replica: where evals and one-off requests go."""
+    return server_urls(ws)[0]
 
 
 _EXCEPTION_LINE = re.compile(r"\b[A-Z]\w*(Error|Exception): ")
@@ -229,32 +238,71 @@ class VllmServer(Service):
 
 
 @contextlib.contextmanager
-def ensure_server(ws: Workspace, log_dir: Path | None = None) -> Iterator[str]:
-    """Yield the base URL of a healthy vLLM server for the workspace.
+def ensure_servers(
+    ws: Workspace, log_dir: Path | None = None, started: list[VllmServer] | None = None
+) -> Iterator[list[str]]:
+    """Yield the base URLs of the workspace's healthy vLLM replicas; `started`, if given,
+    receives the servers started here (the caller may restart them).
 
-    serving.url set: use it (error if it does not answer). Else reuse a healthy server already on
-    serving.host:port (e.g. the one `ct-llm api` started). Else start one on the base model and
-    stop it when the block ends.
+    serving.url / serving.urls set: use them (error if one does not answer). Else, per managed
+    replica (serving.replicas on port, port+1, ...): reuse a healthy server already there (e.g.
+    the one `ct-llm api` started), or start one on the base model - all missing ones at once -
+    and stop the ones started here when the block ends.
     """
     cfg = ws.config.serving
-    url = server_url(ws)
-    client = VllmClient(url, timeout=10.0)
-    if cfg.url:
-        if not client.healthy():
+    urls = server_urls(ws)
+    if cfg.url or cfg.urls:
+        down = [u for u in urls if not VllmClient(u, timeout=10.0).healthy()]
+        if down:
             raise ServingError(
-                f"serving.url {url} does not answer /health; start that server or unset serving.url"
+                f"serving replica(s) {', '.join(down)} do not answer /health; start them or "
+                "fix serving.url / serving.urls"
             )
-        yield url
+        yield urls
         return
-    if client.healthy():
-        models = client.list_models()
-        if ws.config.base_model not in models:
-            raise ServingError(
-                f"the server on {url} does not serve base model '{ws.config.base_model}' "
-                f"(it lists {models}); stop it or set serving.port to a free port"
+    missing: list[VllmServer] = []
+    for i, url in enumerate(urls):
+        client = VllmClient(url, timeout=10.0)
+        if client.healthy():
+            models = client.list_models()
+            if ws.config.base_model not in models:
+                raise ServingError(
+                    f"the server on {url} does not serve base model '{ws.config.base_model}' "
+                    f"(it lists {models}); stop it or set serving.port to a free port"
+                )
+            continue
+        port = cfg.port + i
+        log_path = (log_dir or ws.logs_dir) / f"vllm-{port}.log"
+        missing.append(
+            VllmServer(
+                ws.require_base_model(), ws.config.base_model, cfg, port=port, log_path=log_path
             )
-        yield url
-        return
-    log_path = (log_dir or ws.logs_dir) / f"vllm-{cfg.port}.log"
-    with VllmServer(ws.require_base_model(), ws.config.base_model, cfg, log_path=log_path) as srv:
-        yield srv.url
+        )
+    with contextlib.ExitStack() as stack:
+        if missing:
+            # Started side by side: their start-up (weights, compile, KV cache) overlaps.
+            with ThreadPoolExecutor(max_workers=len(missing)) as pool:
+                results = list(pool.map(_start_or_error, missing))
+            for server in results:
+                if isinstance(server, VllmServer):
+                    stack.callback(server.stop)
+                    if started is not None:
+                        started.append(server)
+            errors = [e for e in results if isinstance(e, BaseException)]
+            if errors:
+                raise errors[0]
+        yield urls
+
+
+def _start_or_error(server: VllmServer) -> VllmServer | BaseException:
+    try:
+        return server.start()
+    except BaseException as e:  # reported by the caller once every start has finished
+        return e
+
+
+@contextlib.contextmanager
+def ensure_server(ws: Workspace, log_dir: Path | None = None) -> Iterator[str]:
+    """`ensure_servers`, for callers that talk to one replica (evals): the first one."""
+    with ensure_servers(ws, log_dir) as urls:
+        yield urls[0]

@@ -3,10 +3,12 @@ the admin actions. Every error is answered as OpenAI-style JSON, never a traceba
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,12 +21,16 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ct_llm.deploy.restart import Managed
+from ct_llm.deploy.vllm_server import VllmServer
 from ct_llm.errors import CtLlmError, RegistryError, ServingError
 from ct_llm.feedback.schema import TextLimits
 from ct_llm.feedback.stats import feedback_stats
 from ct_llm.feedback.writer import GroupCommitWriter, WriterBusy, WriterStopped
 from ct_llm.gateway.auth import ApiError, Principal, error_response, require_role
 from ct_llm.gateway.chat import CONVERSATION_HEADER, GatewayState, proxy_chat
+from ct_llm.gateway.upstreams import Upstreams
+from ct_llm.gateway.watch import watch_canaries, watch_memory
 from ct_llm.monitor.status import tenant_status
 from ct_llm.store.db import session_scope
 from ct_llm.workspace import Workspace
@@ -143,8 +149,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
-def create_app(ws: Workspace, upstream_url: str) -> FastAPI:
-    state = GatewayState(ws=ws, upstream_url=upstream_url.rstrip("/"))
+def create_app(
+    ws: Workspace, upstream_url: str | list[str], managed: Sequence[VllmServer] = ()
+) -> FastAPI:
+    """The app; `upstream_url` is the vLLM replica, or the list of replicas, it proxies to;
+    `managed` the replicas this process started (restarted when their memory grows)."""
+    urls = [upstream_url] if isinstance(upstream_url, str) else list(upstream_url)
+    state = GatewayState(ws=ws, upstreams=Upstreams(urls))
+    replicas = [Managed(server) for server in managed]
     api_cfg = ws.config.api
     limits = TextLimits(
         max_text_chars=api_cfg.max_text_chars,
@@ -158,9 +170,20 @@ def create_app(ws: Workspace, upstream_url: str) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.http = state.new_client()
         writer.start()
+        watchers = []
+        if ws.config.deploy.canary_check_interval_s > 0:
+            interval = ws.config.deploy.canary_check_interval_s
+            watchers.append(watch_canaries(ws, state.upstream_urls, interval))
+        if replicas and ws.config.serving.restart_rss_growth_mb is not None:
+            watchers.append(watch_memory(ws, replicas, state.upstreams))
+        tasks = [asyncio.create_task(w) for w in watchers]
         try:
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             # Stop taking requests first, then commit what is queued: every request that got
             # into the queue gets its answer.
             await run_in_threadpool(writer.stop)
@@ -226,8 +249,13 @@ def create_app(ws: Workspace, upstream_url: str) -> FastAPI:
                 return False
 
         db = await run_in_threadpool(db_ok)
-        upstream = await _upstream_ok(state)
-        body = {"status": "ok" if db else "error", "db": db, "upstream": upstream}
+        replicas = await _replicas_ok(state)
+        body = {
+            "status": "ok" if db else "error",
+            "db": db,
+            "upstream": any(replicas.values()),
+            "replicas": replicas,
+        }
         return JSONResponse(body, status_code=200 if db else 503)
 
     @app.post("/v1/admin/rollback")
@@ -236,7 +264,7 @@ def create_app(ws: Workspace, upstream_url: str) -> FastAPI:
 
         try:
             return rollback(
-                ws, p.tenant, actor=f"api:{p.key_prefix}", server_url=state.upstream_url
+                ws, p.tenant, actor=f"api:{p.key_prefix}", server_url=state.upstream_urls
             )
         except CtLlmError as e:
             raise _admin_error(e) from None
@@ -252,7 +280,7 @@ def create_app(ws: Workspace, upstream_url: str) -> FastAPI:
                 body.version,
                 weight=body.weight,
                 actor=f"api:{p.key_prefix}",
-                server_url=state.upstream_url,
+                server_url=state.upstream_urls,
             )
         except CtLlmError as e:
             raise _admin_error(e) from None
@@ -260,15 +288,19 @@ def create_app(ws: Workspace, upstream_url: str) -> FastAPI:
     return app
 
 
-async def _upstream_ok(state: GatewayState) -> bool:
-    """vLLM answers `GET /health` with 200 once it can serve."""
-    url = state.upstream_url + "/health"
-    try:
-        if state.http is not None:
-            r = await state.http.get(url, timeout=2.0)
-        else:
-            async with httpx.AsyncClient(timeout=2.0) as client:
-                r = await client.get(url)
-        return r.status_code == 200
-    except httpx.HTTPError:
-        return False
+async def _replicas_ok(state: GatewayState) -> dict[str, bool]:
+    """Per replica: does vLLM answer `GET /health` with 200 (it can serve)?"""
+
+    async def one(client: httpx.AsyncClient, url: str) -> bool:
+        try:
+            return (await client.get(url + "/health", timeout=2.0)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    urls = state.upstream_urls
+    if state.http is not None:
+        results = await asyncio.gather(*(one(state.http, u) for u in urls))
+    else:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            results = await asyncio.gather(*(one(client, u) for u in urls))
+    return dict(zip(urls, results, strict=True))

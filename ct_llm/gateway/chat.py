@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ct_llm.feedback.context import context_hash
 from ct_llm.gateway.auth import ApiError, error_body
+from ct_llm.gateway.upstreams import Upstream, Upstreams
 from ct_llm.monitor.metrics import ApiMetrics
 from ct_llm.registry.registry import resolve_route
 from ct_llm.registry.routing import Route
@@ -36,7 +37,7 @@ class GatewayState:
     """What the request handlers share; one per app."""
 
     ws: Workspace
-    upstream_url: str
+    upstreams: Upstreams
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     http: httpx.AsyncClient | None = None
     """Pooled client, opened by the app's lifespan; None outside it (a client per request)."""
@@ -44,6 +45,15 @@ class GatewayState:
     @property
     def database_url(self) -> str:
         return self.ws.database_url
+
+    @property
+    def upstream_url(self) -> str:
+        """The first replica (health summary, error messages)."""
+        return self.upstreams.first
+
+    @property
+    def upstream_urls(self) -> list[str]:
+        return [r.url for r in self.upstreams.replicas]
 
     def new_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -146,14 +156,74 @@ def _answer_text(data: dict[str, Any]) -> str:
         return ""
 
 
+def _is_unknown_model(r: httpx.Response) -> bool:
+    return r.status_code == 404 and "does not exist" in _upstream_message(r)
+
+
+async def _send(
+    state: GatewayState, client: httpx.AsyncClient, body: dict[str, Any], stream: bool
+) -> tuple[httpx.Response, Upstream]:
+    """Send to the best replica; a refused connection (the request never arrived) moves on to
+    the next one. The chosen replica counts the request in flight until the caller releases it."""
+    last: httpx.HTTPError | None = None
+    for replica in state.upstreams.order():
+        request = client.build_request("POST", replica.url + "/v1/chat/completions", json=body)
+        state.upstreams.acquire(replica)
+        try:
+            return await client.send(request, stream=stream), replica
+        except httpx.ConnectError as e:
+            state.upstreams.release(replica)
+            state.upstreams.mark_down(replica)
+            last = e
+        except httpx.HTTPError:
+            state.upstreams.release(replica)
+            raise
+    assert last is not None
+    raise last
+
+
 async def proxy_chat(
     state: GatewayState, tenant: str, body: dict[str, Any], conversation_header: str | None
 ) -> Response:
     messages = _check_messages(body)
     key = conversation_key(conversation_header, body)
-    route = await run_in_threadpool(_route, state, tenant, key)
     sent = with_system_prompt(messages, state.ws.config.system_prompt)
-    upstream_body = {**body, "model": route.served_model, "messages": sent}
+    stream = bool(body.get("stream"))
+    own_client = state.http is None
+    client = state.new_client() if own_client else state.http
+    assert client is not None
+    started = time.perf_counter()
+
+    async def attempt(route: Route) -> tuple[httpx.Response, Upstream]:
+        upstream_body = {**body, "model": route.served_model, "messages": sent}
+        try:
+            r, replica = await _send(state, client, upstream_body, stream)
+        except httpx.HTTPError as e:
+            state.metrics.record_chat(route.model_version, "unreachable", None)
+            raise unreachable(state, e) from None
+        if r.status_code >= 400:
+            await r.aread()
+            await r.aclose()
+            state.upstreams.release(replica)
+        return r, replica
+
+    try:
+        route = await run_in_threadpool(_route, state, tenant, key)
+        r, replica = await attempt(route)
+        if _is_unknown_model(r) and route.variant != "base":
+            # The version was unloaded between routing and arrival (a swap just finished):
+            # route the conversation again, once.
+            fresh = await run_in_threadpool(_route, state, tenant, key)
+            if fresh != route:
+                route = fresh
+                r, replica = await attempt(route)
+        if r.status_code >= 400:
+            state.metrics.record_chat(route.model_version, "upstream_error", None)
+            raise upstream_error(r)
+    except BaseException:
+        if own_client:
+            await client.aclose()
+        raise
     response_id = new_response_id()
     headers = {VERSION_HEADER: route.model_version, CONVERSATION_HEADER: key}
     log_row = {
@@ -163,26 +233,17 @@ async def proxy_chat(
         "messages": sent,
         "model_version": route.model_version,
     }
-    url = state.upstream_url.rstrip("/") + "/v1/chat/completions"
-    own_client = state.http is None
-    client = state.new_client() if own_client else state.http
-    assert client is not None
-    started = time.perf_counter()
-    if body.get("stream"):
-        return await _proxy_stream(
-            state, client, own_client, url, upstream_body, headers, log_row, route, started
+    if stream:
+        return _relay_stream(
+            state, client, own_client, r, replica, headers, log_row, route, started
         )
     try:
-        r = await client.post(url, json=upstream_body)
-    except httpx.HTTPError as e:
-        state.metrics.record_chat(route.model_version, "unreachable", None)
-        raise unreachable(state, e) from None
+        await r.aread()
     finally:
+        await r.aclose()
+        state.upstreams.release(replica)
         if own_client:
             await client.aclose()
-    if r.status_code >= 400:
-        state.metrics.record_chat(route.model_version, "upstream_error", None)
-        raise upstream_error(r)
     try:
         data = r.json()
     except ValueError:
@@ -204,32 +265,17 @@ async def proxy_chat(
     return JSONResponse(data, headers=headers)
 
 
-async def _proxy_stream(
+def _relay_stream(
     state: GatewayState,
     client: httpx.AsyncClient,
     own_client: bool,
-    url: str,
-    upstream_body: dict[str, Any],
+    r: httpx.Response,
+    replica: Upstream,
     headers: dict[str, str],
     log_row: dict[str, Any],
     route: Route,
     started: float,
 ) -> Response:
-    try:
-        r = await client.send(client.build_request("POST", url, json=upstream_body), stream=True)
-    except httpx.HTTPError as e:
-        if own_client:
-            await client.aclose()
-        state.metrics.record_chat(route.model_version, "unreachable", None)
-        raise unreachable(state, e) from None
-    if r.status_code >= 400:
-        await r.aread()
-        await r.aclose()
-        if own_client:
-            await client.aclose()
-        state.metrics.record_chat(route.model_version, "upstream_error", None)
-        raise upstream_error(r)
-
     async def finish(parts: list[str]) -> None:
         latency = time.perf_counter() - started
         await run_in_threadpool(
@@ -273,6 +319,7 @@ async def _proxy_stream(
             yield b"data: " + json.dumps(err).encode() + b"\n\n"
         finally:
             await r.aclose()
+            state.upstreams.release(replica)
             if own_client:
                 await client.aclose()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -15,11 +16,19 @@ from ct_llm.lifecycle import Service
 from ct_llm.workspace import Workspace
 
 
-def run_api(ws: Workspace, upstream_url: str, host: str, port: int) -> None:
-    """Serve the gateway + feedback API until interrupted."""
+def run_api(
+    ws: Workspace,
+    upstream_url: str | list[str],
+    host: str,
+    port: int,
+    managed: Sequence[Any] = (),
+) -> None:
+    """Serve the gateway + feedback API until interrupted; `managed`: the vLLM servers this
+    process started (see create_app)."""
     from ct_llm.gateway.app import create_app
 
-    uvicorn.run(create_app(ws, upstream_url), host=host, port=port, log_level="info")
+    app = create_app(ws, upstream_url, managed)
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 class ApiServerThread(Service):

@@ -98,13 +98,14 @@ def run_cycle(
         result.update(trained=True, candidate=version, train=trained["metrics"])
 
         stage = "eval"
-        from ct_llm.deploy.vllm_server import ensure_server
+        from ct_llm.deploy.vllm_server import ensure_servers
         from ct_llm.evals.candidate import evaluate_candidate
         from ct_llm.gate.record import gate_candidate
 
-        with ensure_server(ws) if server_url is None else nullcontext(server_url) as url:
+        given = None if server_url is None else [server_url]
+        with ensure_servers(ws) if given is None else nullcontext(given) as urls:
             progress(f"evaluating {version} against production on vLLM")
-            ev = evaluate_candidate(ws, tenant, version, server_url=url)
+            ev = evaluate_candidate(ws, tenant, version, server_url=urls[0])
             result["eval"] = {"report": ev["report"], "path": ev["path"], "summary": ev["summary"]}
 
             stage = "gate"
@@ -117,7 +118,9 @@ def run_cycle(
                 from ct_llm.deploy.rollout import deploy_canary
 
                 progress(f"deploying {version} as canary")
-                result["deploy"] = deploy_canary(ws, tenant, version, actor="cycle", server_url=url)
+                result["deploy"] = deploy_canary(
+                    ws, tenant, version, actor="cycle", server_url=urls
+                )
         outcome = "deployed" if "deploy" in result else "rejected"
     except CtLlmError as e:
         result["error"] = {"stage": stage, "message": str(e)}

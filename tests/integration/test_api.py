@@ -236,7 +236,12 @@ def test_upstream_down_is_502(ws: Workspace, keys: dict[str, str]) -> None:
     app = create_app(ws, f"http://127.0.0.1:{DEAD_PORT}")
     with ApiServerThread(app, port=ORPHAN_GATEWAY_PORT) as orphan:
         health = httpx.get(orphan.url + "/healthz").json()
-        assert health == {"status": "ok", "db": True, "upstream": False}
+        assert health == {
+            "status": "ok",
+            "db": True,
+            "upstream": False,
+            "replicas": {f"http://127.0.0.1:{DEAD_PORT}": False},
+        }
         for stream in (False, True):
             with pytest.raises(openai.APIStatusError) as e:
                 llm(orphan, keys["acme"]).chat.completions.create(

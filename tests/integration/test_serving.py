@@ -242,5 +242,5 @@ def test_ensure_server_uses_or_reuses_a_running_server(
     dead = Workspace(
         served_workspace.root, WorkspaceConfig(serving=ServingConfig(url="http://127.0.0.1:18019"))
     )
-    with pytest.raises(ServingError, match="does not answer"), ensure_server(dead):
+    with pytest.raises(ServingError, match="not answer /health"), ensure_server(dead):
         pass

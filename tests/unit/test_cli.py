@@ -71,6 +71,7 @@ def test_every_verb_has_help(verb: str):
         ["deploy", "--version", "x"],
         ["promote"],
         ["rollback"],
+        ["canary"],
         ["lineage", "x"],
         ["cycle"],
         ["keys", "create", "--tenant", "t"],

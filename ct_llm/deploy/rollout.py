@@ -10,10 +10,10 @@ HTTP work is checked again inside it, so a concurrent action cannot be overwritt
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,6 +29,8 @@ from ct_llm.store.models import Alias
 from ct_llm.workspace import Workspace
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 Servers = str | Sequence[str] | None
 """One replica URL, several, or None: every replica of the workspace (serving config)."""
 
@@ -43,12 +45,19 @@ def _replicas(ws: Workspace, server_url: Servers) -> Replicas:
     return Replicas(ws, urls)
 
 
-@contextlib.contextmanager
-def _swap_lock(ws: Workspace, tenant: str) -> Iterator[None]:
-    """Serialise loads, alias moves and unloads of one tenant's adapter line."""
-    job = f"swap-{ws.config.adapter_name}"
-    with job_lock(ws.locks_dir, job, tenant, wait_s=ws.config.serving.swap_lock_timeout_s):
-        yield
+def _under_swap_lock(
+    action: Callable[Concatenate[Workspace, str, P], R],
+) -> Callable[Concatenate[Workspace, str, P], R]:
+    """Run `action(ws, tenant, ...)` holding the tenant's swap lock: loads, alias moves and
+    unloads of one adapter line never interleave, across processes."""
+
+    @functools.wraps(action)
+    def locked(ws: Workspace, tenant: str, *args: P.args, **kwargs: P.kwargs) -> R:
+        job = f"swap-{ws.config.adapter_name}"
+        with job_lock(ws.locks_dir, job, tenant, wait_s=ws.config.serving.swap_lock_timeout_s):
+            return action(ws, tenant, *args, **kwargs)
+
+    return locked
 
 
 def _alias_version(session: Session, tenant: str, name: str) -> str | None:
@@ -88,7 +97,8 @@ def _summary(session: Session, tenant: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _deploy_canary(
+@_under_swap_lock
+def deploy_canary(
     ws: Workspace,
     tenant: str,
     version_id: str,
@@ -97,7 +107,8 @@ def _deploy_canary(
     actor: str = "cli",
     server_url: Servers = None,
 ) -> dict[str, Any]:
-    """Load an approved adapter into vLLM, probe it, and route `weight` of conversations to it."""
+    """Load an approved adapter into every replica, probe it, and route `weight` of
+    conversations to it."""
     weight = ws.config.deploy.canary_weight if weight is None else weight
     if not 0.0 <= weight <= 1.0:
         raise RegistryError(f"canary weight {weight} must be between 0 and 1")
@@ -142,7 +153,8 @@ def _deploy_canary(
         return _summary(session, tenant, version=version_id, load_s=round(loaded.load_s, 3))
 
 
-def _promote(
+@_under_swap_lock
+def promote(
     ws: Workspace,
     tenant: str,
     *,
@@ -150,8 +162,9 @@ def _promote(
     actor: str = "cli",
     server_url: Servers = None,
 ) -> dict[str, Any]:
-    """Move `production` to the canary (or to the given approved/canary version); the old
-    production version is retired but stays loaded, so a rollback is instant."""
+    """Move `production` to the canary (or to the given approved/canary version). The version
+    it replaces is retired but stays loaded, so a rollback is an alias move; older versions
+    are unloaded once drained."""
     with session_scope(ws.database_url) as session:
         canary = _alias_version(session, tenant, CANARY)
         target = version_id or canary
@@ -224,7 +237,8 @@ def _previous_production(session: Session, tenant: str, version_id: str) -> str 
     return None
 
 
-def _rollback(
+@_under_swap_lock
+def rollback(
     ws: Workspace,
     tenant: str,
     *,
@@ -232,7 +246,8 @@ def _rollback(
     server_url: Servers = None,
 ) -> dict[str, Any]:
     """Remove the canary if there is one; otherwise move production back to the version it
-    replaced (or to the base model). The version rolled back from is marked rejected."""
+    replaced (or to the base model). The version rolled back from is marked rejected and
+    unloaded once drained."""
     with session_scope(ws.database_url) as session:
         canary = _alias_version(session, tenant, CANARY)
         production = _alias_version(session, tenant, PRODUCTION)
@@ -328,45 +343,3 @@ def reconcile_serving(
                 if version_id not in loaded:
                     loaded.append(version_id)
     return loaded
-
-
-def deploy_canary(
-    ws: Workspace,
-    tenant: str,
-    version_id: str,
-    *,
-    weight: float | None = None,
-    actor: str = "cli",
-    server_url: Servers = None,
-) -> dict[str, Any]:
-    """Load an approved adapter into every replica, probe it, and route `weight` of
-    conversations to it."""
-    with _swap_lock(ws, tenant):
-        return _deploy_canary(
-            ws, tenant, version_id, weight=weight, actor=actor, server_url=server_url
-        )
-
-
-def promote(
-    ws: Workspace,
-    tenant: str,
-    *,
-    version_id: str | None = None,
-    actor: str = "cli",
-    server_url: Servers = None,
-) -> dict[str, Any]:
-    """Move `production` to the canary (or to the given approved/canary version). The version
-    it replaces is retired but stays loaded, so a rollback is an alias move; older versions
-    are unloaded once drained."""
-    with _swap_lock(ws, tenant):
-        return _promote(ws, tenant, version_id=version_id, actor=actor, server_url=server_url)
-
-
-def rollback(
-    ws: Workspace, tenant: str, *, actor: str = "cli", server_url: Servers = None
-) -> dict[str, Any]:
-    """Remove the canary if there is one; otherwise move production back to the version it
-    replaced (or to the base model). The version rolled back from is marked rejected and
-    unloaded once drained."""
-    with _swap_lock(ws, tenant):
-        return _rollback(ws, tenant, actor=actor, server_url=server_url)

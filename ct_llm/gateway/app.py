@@ -114,6 +114,12 @@ class CanaryRequest(BaseModel):
     weight: float | None = Field(None, ge=0, le=1)
 
 
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: str | None = Field(None, min_length=1, max_length=256)
+    """The version to promote; None: the canary."""
+
+
 def _admin_error(e: CtLlmError) -> ApiError:
     if isinstance(e, RegistryError):
         return ApiError(409, str(e), code="conflict")
@@ -265,6 +271,23 @@ def create_app(
         try:
             return rollback(
                 ws, p.tenant, actor=f"api:{p.key_prefix}", server_url=state.upstream_urls
+            )
+        except CtLlmError as e:
+            raise _admin_error(e) from None
+
+    @app.post("/v1/admin/promote")
+    def admin_promote(
+        body: PromoteRequest | None = None, p: Principal = Depends(admin_role)
+    ) -> dict[str, Any]:
+        from ct_llm.deploy.rollout import promote
+
+        try:
+            return promote(
+                ws,
+                p.tenant,
+                version_id=body.version if body else None,
+                actor=f"api:{p.key_prefix}",
+                server_url=state.upstream_urls,
             )
         except CtLlmError as e:
             raise _admin_error(e) from None

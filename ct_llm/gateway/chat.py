@@ -122,17 +122,30 @@ def upstream_error(r: httpx.Response) -> ApiError:
     )
 
 
+def _replica_of(e: httpx.HTTPError, fallback: str) -> str:
+    try:
+        url = e.request.url
+    except RuntimeError:  # raised before a request was built
+        return fallback
+    return f"{url.scheme}://{url.host}:{url.port}" if url.port else f"{url.scheme}://{url.host}"
+
+
 def unreachable(state: GatewayState, e: httpx.HTTPError) -> ApiError:
-    if isinstance(e, httpx.TimeoutException):
+    if isinstance(e, httpx.TimeoutException):  # not retried: the replica may be working on it
+        where = _replica_of(e, state.upstream_url)
         return ApiError(
             504,
-            f"model server at {state.upstream_url} timed out",
+            f"model server at {where} timed out",
             type_="upstream_error",
             code="upstream_timeout",
         )
+    # A refused connection was tried on every replica (see _send); any other error is one's.
+    where = f"model server at {_replica_of(e, state.upstream_url)} is"
+    if isinstance(e, httpx.ConnectError) and len(state.upstream_urls) > 1:
+        where = f"every model server replica ({', '.join(state.upstream_urls)}) is"
     return ApiError(
         502,
-        f"model server at {state.upstream_url} is unreachable: {type(e).__name__}",
+        f"{where} unreachable: {type(e).__name__}",
         type_="upstream_error",
         code="upstream_unreachable",
     )

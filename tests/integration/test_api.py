@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,9 @@ pytestmark = pytest.mark.integration
 
 UPSTREAM_PORT, GATEWAY_PORT, ORPHAN_GATEWAY_PORT, DEAD_PORT = 18201, 18202, 18203, 18219
 UPSTREAM_ID = "cmpl-upstream-fixed"
+# Called by the canned upstream before it answers 404 for a model named `gone-*` (an adapter
+# unloaded while the request was on its way): lets a test move the alias at that very moment.
+ON_GONE: list[Callable[[str], None]] = []
 SYSTEM_PROMPT = "You are the Acme shop assistant."
 
 
@@ -46,6 +49,11 @@ def canned_upstream() -> FastAPI:
         body = await request.json()
         app.state.requests.append(body)
         question = body["messages"][-1]["content"]
+        if body["model"].startswith("gone-"):
+            for hook in ON_GONE:
+                hook(body["model"])
+            message = f"The model `{body['model']}` does not exist."
+            return JSONResponse({"object": "error", "message": message, "code": 404}, 404)
         if question == "fail":
             return JSONResponse({"error": {"message": "engine died", "type": "x"}}, 500)
         if question == "too long":
@@ -218,6 +226,65 @@ def test_canary_share_and_sticky_conversations(
     assert logged(ws, raw.parse().id).conversation_id == "shopper-7"
     with session_scope(ws.database_url) as s:
         registry.clear_alias(s, "acme", "canary")
+
+
+def test_a_version_unloaded_on_the_way_is_routed_again_once(
+    ws: Workspace, gateway: ApiServerThread, upstream: ApiServerThread
+) -> None:
+    key = create_api_key(ws.database_url, "swapper", "ingest")
+    with session_scope(ws.database_url) as s:
+        registry.set_alias(s, "swapper", "production", "gone-swapper-v1")
+
+    def swap_finishes(model: str) -> None:  # the swap to v2 completes just as v1 goes away
+        with session_scope(ws.database_url) as s:
+            registry.set_alias(s, "swapper", "production", "swapper-assistant-v2")
+
+    ON_GONE.append(swap_finishes)
+    try:
+        raw = llm(gateway, key).chat.completions.with_raw_response.create(
+            model="x", messages=[{"role": "user", "content": "hi"}]
+        )
+    finally:
+        ON_GONE.clear()
+    assert raw.headers["x-ct-model-version"] == "swapper-assistant-v2"
+    assert raw.parse().choices[0].message.content == "Echo: hi"
+    sent = [b["model"] for b in upstream.server.config.app.state.requests[-2:]]
+    assert sent == ["gone-swapper-v1", "swapper-assistant-v2"]
+    # Routed again to the same missing name: the 404 is the client's to see, not a loop.
+    with session_scope(ws.database_url) as s:
+        registry.set_alias(s, "swapper", "production", "gone-swapper-v3")
+    with pytest.raises(openai.NotFoundError, match="does not exist"):
+        llm(gateway, key).chat.completions.create(
+            model="x", messages=[{"role": "user", "content": "hi"}]
+        )
+
+
+def test_a_refused_replica_is_skipped_and_its_requests_go_to_the_next(
+    ws: Workspace, upstream: ApiServerThread, keys: dict[str, str]
+) -> None:
+    app = create_app(ws, [f"http://127.0.0.1:{DEAD_PORT}", upstream.url])
+    with ApiServerThread(app, port=ORPHAN_GATEWAY_PORT) as gw:
+        health = httpx.get(gw.url + "/healthz").json()
+        assert health["upstream"] is True
+        assert health["replicas"] == {f"http://127.0.0.1:{DEAD_PORT}": False, upstream.url: True}
+        client = llm(gw, keys["acme"])
+        for i in range(6):
+            stream = i % 2 == 1
+            out = client.chat.completions.create(
+                model="x", messages=[{"role": "user", "content": f"q{i}"}], stream=stream
+            )
+            text = (
+                "".join(c.choices[0].delta.content or "" for c in out)
+                if stream
+                else (out.choices[0].message.content)
+            )
+            assert text == f"Echo: q{i}"
+        dead, live = app.state.gateway.upstreams.replicas
+        # The last stream's relay releases its replica just after the client read [DONE].
+        deadline = time.monotonic() + 5
+        while live.in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert live.served == 6 and live.in_flight == 0 and dead.in_flight == 0
 
 
 def test_upstream_errors_are_openai_errors(gateway: ApiServerThread, keys: dict[str, str]) -> None:

@@ -111,7 +111,11 @@ def test_the_watcher_rolls_back_a_disliked_canary_and_promotes_a_liked_one(
                 if e.action == "canary_check"
             ]
             assert checks == [("rollback", "canary-watch")]  # "wait" ticks are not recorded
-        assert v1 not in httpx.get(vllm_server.url + "/v1/models").text  # unloaded once drained
+        # Unloaded once drained, after the aliases moved.
+        deadline = time.monotonic() + 30
+        while v1 in httpx.get(vllm_server.url + "/v1/models").text:
+            assert time.monotonic() < deadline, f"{v1} still loaded"
+            time.sleep(0.5)
 
         deploy_canary(ws, TENANT, v2, weight=0.5, actor="test")
         assert _traffic_and_votes(gateway.url, key, v2, canary_liked=True, n=48) >= 12

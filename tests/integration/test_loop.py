@@ -150,7 +150,7 @@ def test_one_cycle_changes_what_the_gateway_serves(
     assert payload["settings"]["candidate_serving"] == "merged"
     assert payload["settings"]["merged_server_start_s"] > 0
     assert not any((ws.root / "tmp").iterdir())
-    assert payload["latency"]["candidate"]["n"] > 0
+    assert payload["performance"]["candidate"]["n"] > 0
 
     # Leave the session-wide server as we found it for the tests that follow.
     from ct_llm.deploy.vllm_client import VllmClient

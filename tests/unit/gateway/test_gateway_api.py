@@ -63,8 +63,9 @@ ENDPOINTS = [
     ("GET", "/metrics"),
     ("POST", "/v1/admin/rollback"),
     ("POST", "/v1/admin/canary"),
+    ("POST", "/v1/admin/promote"),
 ]
-ADMIN_ONLY = {"/metrics", "/v1/admin/rollback", "/v1/admin/canary"}
+ADMIN_ONLY = {"/metrics", "/v1/admin/rollback", "/v1/admin/canary", "/v1/admin/promote"}
 
 
 def test_healthz_needs_no_key_and_reports_upstream(client: TestClient) -> None:
@@ -279,7 +280,19 @@ def test_admin_endpoints_call_rollout(
         calls.append(("canary", tenant, version_id, weight, actor, server_url))
         return {"canary": version_id, "weight": weight}
 
+    def promote(
+        ws: Workspace,
+        tenant: str,
+        *,
+        version_id: str | None = None,
+        actor: str = "cli",
+        server_url: list[str] | None = None,
+    ) -> dict[str, Any]:
+        calls.append(("promote", tenant, version_id, actor, server_url))
+        return {"production": version_id or "the-canary"}
+
     fake.rollback, fake.deploy_canary = rollback, deploy_canary  # type: ignore[attr-defined]
+    fake.promote = promote  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "ct_llm.deploy.rollout", fake)
     admin = h(keys["acme_admin"])
     r = client.post(
@@ -291,8 +304,17 @@ def test_admin_endpoints_call_rollout(
     assert_openai_error(
         client.post("/v1/admin/canary", json={"version": "v", "weight": 2}, headers=admin), 400
     )
+    r = client.post("/v1/admin/promote", headers=admin)  # no body: the canary
+    assert r.status_code == 200 and r.json() == {"production": "the-canary"}
+    r = client.post("/v1/admin/promote", json={"version": "acme-assistant-v2"}, headers=admin)
+    assert r.json() == {"production": "acme-assistant-v2"}
+    assert_openai_error(
+        client.post("/v1/admin/promote", json={"version": "v", "x": 1}, headers=admin), 400
+    )
     actor = f"api:{keys['acme_admin'][:12]}"
     assert calls == [
         ("canary", "acme", "acme-assistant-v2", 0.2, actor, [DEAD_UPSTREAM]),
         ("rollback", "acme", actor, [DEAD_UPSTREAM]),
+        ("promote", "acme", None, actor, [DEAD_UPSTREAM]),
+        ("promote", "acme", "acme-assistant-v2", actor, [DEAD_UPSTREAM]),
     ]

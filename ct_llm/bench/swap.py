@@ -18,11 +18,13 @@ What is measured:
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,22 +56,68 @@ class Request:
 
 
 class Traffic:
-    """`clients` threads streaming chat completions through the gateway until stopped."""
+    """Streaming chat completions through the gateway until stopped: `clients` threads each
+    sending the next request when the last one ended (closed loop), or, with `rate`, new
+    conversations arriving at random (Poisson) at `rate` per second whatever the answers'
+    pace (open loop: users do not wait for each other)."""
 
-    def __init__(self, url: str, key: str, clients: int, max_tokens: int) -> None:
+    def __init__(
+        self, url: str, key: str, clients: int, max_tokens: int, rate: float | None = None
+    ) -> None:
         self.url, self.key = url + "/v1/chat/completions", key
-        self.clients, self.max_tokens = clients, max_tokens
+        self.clients, self.max_tokens, self.rate = clients, max_tokens, rate
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> Traffic:
+        if self.rate is not None:
+            t = threading.Thread(target=self._arrivals, name="traffic-arrivals", daemon=True)
+            t.start()
+            self._threads.append(t)
+            return self
         for i in range(self.clients):
             t = threading.Thread(target=self._run, args=(i,), name=f"traffic-{i}", daemon=True)
             t.start()
             self._threads.append(t)
         return self
+
+    def _arrivals(self) -> None:
+        assert self.rate is not None
+        rng = random.Random(0)
+        headers = {"Authorization": f"Bearer {self.key}"}
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        timeout = httpx.Timeout(120.0, connect=5.0)
+        with (
+            httpx.Client(timeout=timeout, limits=limits) as http,
+            ThreadPoolExecutor(max_workers=256) as pool,
+        ):
+            due, n = time.monotonic(), 0
+            while not self._stop.is_set():
+                due += rng.expovariate(self.rate)
+                if self._stop.wait(max(0.0, due - time.monotonic())):
+                    break
+                n += 1
+                question = QUESTIONS[n % len(QUESTIONS)]
+                req = Request(time.monotonic())
+                with self._lock:
+                    self.requests.append(req)
+                conv = {"x-ct-conversation-id": f"open-{n}", **headers}
+                pool.submit(self._timed, http, self._body(question), conv, req)
+
+    def _body(self, question: str) -> dict[str, Any]:
+        return {
+            "model": "assistant",
+            "messages": [{"role": "user", "content": question}],
+            "max_tokens": self.max_tokens,
+            "temperature": 0.0,
+            "stream": True,
+        }
+
+    def _timed(self, http: httpx.Client, body: dict, headers: dict, req: Request) -> None:
+        self._one(http, body, headers, req)
+        req.ended = time.monotonic()
 
     def stop(self) -> None:
         self._stop.set()
@@ -83,19 +131,11 @@ class Traffic:
             while not self._stop.is_set():
                 n += 1
                 question = QUESTIONS[(client_no + n) % len(QUESTIONS)]
-                body = {
-                    "model": "assistant",
-                    "messages": [{"role": "user", "content": question}],
-                    "max_tokens": self.max_tokens,
-                    "temperature": 0.0,
-                    "stream": True,
-                }
                 conv = {"x-ct-conversation-id": f"c{client_no}-{n}", **headers}
                 req = Request(time.monotonic())
                 with self._lock:
                     self.requests.append(req)
-                self._one(http, body, conv, req)
-                req.ended = time.monotonic()
+                self._timed(http, self._body(question), conv, req)
 
     def _one(self, http: httpx.Client, body: dict, headers: dict, req: Request) -> None:
         try:
@@ -224,6 +264,7 @@ def run_swap_bench(
     interval_s: float = 3.0,
     window_s: float = 10.0,
     replicas: int = 1,
+    rate: float | None = None,
     *,
     port: int = DEFAULT_PORT,
     memory_fraction: float = 0.1,
@@ -252,7 +293,7 @@ def run_swap_bench(
             log(f"replicas healthy: {', '.join(urls)}")
             app = create_app(ws, urls)
             with ApiServerThread(app, port=free_port()) as gateway:
-                traffic = Traffic(gateway.url, key, clients, max_tokens).start()
+                traffic = Traffic(gateway.url, key, clients, max_tokens, rate).start()
                 try:
                     result = _measure(
                         log, ws, urls, traffic, versions, interval_s, window_s, promote, rollback
@@ -267,7 +308,9 @@ def run_swap_bench(
         "benchmark": "swap",
         "settings": {
             "swaps": swaps,
-            "clients": clients,
+            "traffic": f"open loop, {rate} new conversations/s (Poisson)"
+            if rate
+            else f"closed loop, {clients} clients",
             "max_tokens": max_tokens,
             "interval_s": interval_s,
             "throughput_window_s": window_s,
@@ -283,6 +326,9 @@ def run_swap_bench(
         "swap_to_first_token_p95_s": _quantile(swap_times, 95),
         "swap_to_first_token_max_s": _quantile(swap_times, 100),
         "swap_call_p50_s": _quantile(result["swap_call_s"], 50),
+        # Of which: until new conversations were routed to it; the one-token probe in it.
+        "swap_routed_p50_s": _quantile(result["swap_routed_s"], 50),
+        "swap_probe_p50_s": _quantile(result["swap_probe_s"], 50),
         "rollback_s": rollback_s,
         "rollback_to_first_token_s": result["rollback_to_first_token_s"],
         "requests_on_rolled_back_version_after_rollback": result["after_rollback_on_removed"],
@@ -323,10 +369,14 @@ def _measure(
     log(f"  {base_tps} tokens/s")
     swap_s: list[float | None] = []
     call_s: list[float] = []
+    routed_s: list[float] = []
+    probe_s: list[float] = []
     for i, version in enumerate(versions, 1):
         t0 = time.monotonic()
-        promote(ws, TENANT, version_id=version, actor="bench", server_url=urls)
+        res = promote(ws, TENANT, version_id=version, actor="bench", server_url=urls)
         call_s.append(time.monotonic() - t0)
+        routed_s.append(res["routed_s"])
+        probe_s.append(res["probe_s"])
         reached = _wait_for(traffic, version, t0, timeout_s=60.0)
         swap_s.append(None if reached is None else round(reached, 3))
         shown = "never" if reached is None else f"{reached:.2f} s"
@@ -349,6 +399,8 @@ def _measure(
         "throughput_adapter": adapter_tps,
         "swap_to_first_token_s": swap_s,
         "swap_call_s": call_s,
+        "swap_routed_s": routed_s,
+        "swap_probe_s": probe_s,
         "rollback_s": rollback_s,
         "rollback_to_first_token_s": None if to_token is None else round(to_token, 3),
         "after_rollback_on_removed": on_removed,

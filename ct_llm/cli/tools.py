@@ -53,6 +53,9 @@ def bench(
     swaps: int = typer.Option(10, min=2, help="swap: adapter swaps under load."),
     clients: int = typer.Option(4, min=1, help="swap: clients streaming chats without pause."),
     replicas: int = typer.Option(1, min=1, help="swap: vLLM replicas behind the gateway."),
+    arrivals: float = typer.Option(
+        None, min=0.01, help="swap: open-loop new conversations per second instead of --clients."
+    ),
     as_json: bool = typer.Option(
         False, "--json", help="One line of JSON (default: the same JSON, indented)."
     ),
@@ -86,6 +89,7 @@ def bench(
             "clients": clients,
             "max_tokens": max_tokens or 16,
             "replicas": replicas,
+            "rate": arrivals,
         }
     result = run_bench(what, log=progress, **options)
     sys.stdout.write(json.dumps(result, indent=None if as_json else 2) + "\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,36 +47,47 @@ class Replicas:
     def urls(self) -> list[str]:
         return [c.base_url for c in self.clients]
 
-    def _load_one(self, client: VllmClient, name: str, path: str) -> float:
-        if name in client.list_models():
-            client.load_adapter(name, path)  # a no-op that checks it is the same folder
-            return 0.0
+    @staticmethod
+    def _load_one(client: VllmClient, name: str, path: str, probe: bool) -> LoadResult:
+        """Load into one replica, then check it is listed and answers - both at once: on a
+        busy replica every round trip counts, and the swap waits for the slowest replica."""
         began = time.monotonic()
-        client.load_adapter(name, path)
-        took = time.monotonic() - began
-        if name not in client.list_models():
-            raise ServingError(
-                f"vLLM at {client.base_url} accepted adapter '{name}' but does not list it in "
-                "/v1/models; check the server log"
-            )
-        return took
+        loaded_now = client.load_adapter(name, path)
+        load_s = time.monotonic() - began if loaded_now else 0.0
+
+        def probe_once() -> tuple[float, str]:
+            began = time.monotonic()
+            answer = client.chat(name, PROBE_MESSAGES, max_tokens=1)
+            return time.monotonic() - began, answer
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            listed = pool.submit(client.list_models)
+            probed = pool.submit(probe_once) if probe else None
+            if name not in listed.result():
+                raise ServingError(
+                    f"vLLM at {client.base_url} accepted adapter '{name}' but does not list it "
+                    "in /v1/models; check the server log"
+                )
+            probe_s, answer = probed.result() if probed else (0.0, "")
+        return LoadResult(load_s, probe_s, answer)
 
     def load_everywhere(self, name: str, path: str, *, probe: bool = True) -> LoadResult:
         """Check the adapter folder once (safetensors only, inside adapters/, rank, base
-        model), load it into every replica and probe each with one token."""
+        model), then load it into every replica at once, verify each lists it and answers a
+        one-token probe with it. Any replica failing fails the whole load."""
         ws = self.ws
         base_dir = ws.base_model_dir if (ws.base_model_dir / "config.json").exists() else None
         check_adapter(path, ws.adapters_dir, ws.config.serving.max_lora_rank, base_dir)
         resolved = str(Path(path).resolve())
-        load_s = probe_s = 0.0
-        answer = ""
-        for client in self.clients:
-            load_s = max(load_s, self._load_one(client, name, resolved))
-            if probe:
-                began = time.monotonic()
-                answer = client.chat(name, PROBE_MESSAGES, max_tokens=1)
-                probe_s = max(probe_s, time.monotonic() - began)
-        return LoadResult(load_s, probe_s, answer)
+        with ThreadPoolExecutor(max_workers=len(self.clients)) as pool:
+            results = list(
+                pool.map(lambda c: self._load_one(c, name, resolved, probe), self.clients)
+            )
+        return LoadResult(
+            max(r.load_s for r in results),
+            max(r.probe_s for r in results),
+            results[0].probe_answer,
+        )
 
     def loaded(self) -> set[str]:
         """Adapter names loaded on any replica (unreachable replicas are skipped)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -165,6 +166,7 @@ def promote(
     """Move `production` to the canary (or to the given approved/canary version). The version
     it replaces is retired but stays loaded, so a rollback is an alias move; older versions
     are unloaded once drained."""
+    began = time.monotonic()
     with session_scope(ws.database_url) as session:
         canary = _alias_version(session, tenant, CANARY)
         target = version_id or canary
@@ -186,7 +188,8 @@ def promote(
         state_before, path = mv.state, mv.path
     replicas = _replicas(ws, server_url)
     try:
-        loaded = replicas.load_everywhere(target, path)
+        # A canary already answers real traffic on every replica: no probe needed.
+        loaded = replicas.load_everywhere(target, path, probe=state_before != "canary")
     except Exception as e:
         _record_failure(ws, tenant, target, "promote", actor, e)
         raise
@@ -212,8 +215,15 @@ def promote(
             {"previous": previous, "from_state": state_before, "servers": replicas.urls},
         )
         result = _summary(
-            session, tenant, version=target, previous=previous, load_s=round(loaded.load_s, 3)
+            session,
+            tenant,
+            version=target,
+            previous=previous,
+            load_s=round(loaded.load_s, 3),
+            probe_s=round(loaded.probe_s, 3),
         )
+    # From the call to the moment new conversations go to the new version.
+    result["routed_s"] = round(time.monotonic() - began, 3)
     result["unloaded"] = _unload_unneeded(ws, tenant, replicas)
     return result
 

@@ -68,15 +68,16 @@ class VllmClient:
         """Adapter name -> the path it was loaded from (vLLM lists it as the model's `root`)."""
         return {m["id"]: str(m.get("root", "")) for m in self._models() if m.get("parent")}
 
-    def load_adapter(self, name: str, path: str | Path) -> None:
-        """Load a LoRA adapter under `name`. Loading a name again from the same path is a no-op:
-        version names are immutable, so the same name means the same weights."""
+    def load_adapter(self, name: str, path: str | Path) -> bool:
+        """Load a LoRA adapter under `name`; True if it was loaded now, False if it already was.
+        Loading a name again from the same path is a no-op: version names are immutable, so
+        the same name means the same weights."""
         path = str(path)
         resp = self._request(
             "POST", "/v1/load_lora_adapter", json={"lora_name": name, "lora_path": path}
         )
         if resp.status_code == 200:
-            return
+            return True
         message = _server_message(resp)
         if "already been loaded" in message:
             loaded_from = self.loaded_adapters().get(name)
@@ -86,7 +87,7 @@ class VllmClient:
                     f"{loaded_from}, not {path}; version names are immutable, so restart serving "
                     "or use a new version"
                 )
-            return
+            return False
         raise ServingError(f"vLLM refused to load adapter '{name}' from {path}: {message}")
 
     def unload_adapter(self, name: str) -> None:

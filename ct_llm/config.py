@@ -260,9 +260,124 @@ class DeployConfig(_Strict):
     0 turns the watcher off (then `ct-llm canary --apply` from a scheduler does it)."""
 
 
+def check_cron(cron: str) -> str:
+    """`cron` if it is a 5-field crontab expression, else a ValueError showing the form."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(cron)
+    except ValueError as e:
+        raise ValueError(
+            f"'{cron}' is not a crontab expression (minute hour day month weekday, "
+            f"e.g. '0 2 * * *'): {e}"
+        ) from None
+    return cron
+
+
+def _check_timezone(name: str) -> str:
+    """`name` if the system's time zone database knows it (IANA names)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone '{name}' (an IANA name such as 'UTC')") from None
+    return name
+
+
+class DriftConfig(_Strict):
+    """The drift trigger (loop/drift.py): production's recent feedback against its baseline."""
+
+    enabled: bool = True
+    """Test the production model's feedback for quality drift at every cycle check."""
+    window_h: float = Field(24.0, gt=0)
+    """The recent window: the last this many hours."""
+    baseline_days: float = Field(14.0, gt=0)
+    """The baseline: the same model's feedback before the window, since it was promoted, at
+    most this many days back."""
+    metrics: list[Literal["thumbs_down_rate", "mean_rating"]] = [
+        "thumbs_down_rate",
+        "mean_rating",
+    ]
+    """Metrics tested; alpha is split equally between them."""
+    min_votes: int = Field(100, ge=2)
+    """Votes of a metric each window needs before it is tested."""
+    alpha: float = Field(0.002, gt=0, lt=1)
+    """Significance per check, over all metrics (0.001 each by default; measured false-alarm
+    rate and detection delay in tests/unit/loop/test_drift.py)."""
+    min_thumbs_down_increase: float = Field(0.02, ge=0, le=1)
+    """Smallest rise of the thumbs-down rate worth a training run, however significant."""
+    min_rating_drop: float = Field(0.1, ge=0, le=4)
+    """Smallest fall of the mean rating worth a training run, however significant."""
+
+    @field_validator("metrics")
+    @classmethod
+    def _some_metrics(cls, metrics: list[str]) -> list[str]:
+        if not metrics or len(set(metrics)) != len(metrics):
+            raise ValueError("metrics must name thumbs_down_rate and/or mean_rating, once each")
+        return metrics
+
+
+class PromptDriftConfig(_Strict):
+    """The optional prompt-distribution trigger (loop/prompt_drift.py); needs the `rag` extra
+    (sentence embeddings). Uses the windows of `triggers.drift`."""
+
+    enabled: bool = False
+    """Compare what users ask in the recent window with the baseline's, at every check."""
+    max_prompts: int = Field(200, ge=10)
+    """Prompts embedded per window (a seeded sample of its newest 5x as many)."""
+    min_prompts: int = Field(50, ge=5)
+    """Prompts each window needs before it is tested."""
+    alpha: float = Field(0.01, gt=0, lt=1)
+    """Significance of the permutation test."""
+    permutations: int = Field(500, ge=99)
+    """Random relabellings for the p-value (its resolution is 1 / (permutations + 1))."""
+
+
 class TriggerConfig(_Strict):
     min_new_examples: int = Field(8, ge=1)
     """Volume trigger: train when at least this many new usable feedback events arrived."""
+    schedule: str | None = None
+    """Schedule trigger: a crontab expression (e.g. '0 2 * * *', nightly at 02:00); train when
+    one of its times passed since the last cycle that trained. None: off."""
+    timezone: str = "UTC"
+    """Time zone of `schedule` and of `schedule.cron` (IANA name)."""
+    drift: DriftConfig = DriftConfig()
+    prompt_drift: PromptDriftConfig = PromptDriftConfig()
+    retry_backoff_s: float = Field(300.0, gt=0)
+    """After a failed cycle, the next one waits this long; doubled after each further failure."""
+    retry_backoff_max_s: float = Field(21600.0, gt=0)
+    """The longest wait between attempts, however many cycles failed in a row."""
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_cron(cls, cron: str | None) -> str | None:
+        return None if cron is None else check_cron(cron)
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, name: str) -> str:
+        return _check_timezone(name)
+
+
+class ScheduleConfig(_Strict):
+    """`ct-llm schedule`: when it checks the triggers, and for which tenants."""
+
+    cron: str = "*/15 * * * *"
+    """When the scheduler runs a cycle check (crontab, in `triggers.timezone`); `--interval`
+    replaces it with a fixed period. Whether a check trains is the triggers' decision."""
+    tenants: list[str] = []
+    """Tenants to run cycles for; empty: the workspace's `tenant`."""
+    all_tenants: bool = False
+    """Every tenant that has an API key or feedback, re-read at each check (new tenants join
+    without a restart); overrides `tenants`."""
+    max_parallel: int = Field(1, ge=1)
+    """Cycles of different tenants that may run at once (each one trains on this machine)."""
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, cron: str) -> str:
+        return check_cron(cron)
 
 
 class WorkspaceConfig(_Strict):
@@ -285,6 +400,7 @@ class WorkspaceConfig(_Strict):
     gate: GateConfig = GateConfig()
     deploy: DeployConfig = DeployConfig()
     triggers: TriggerConfig = TriggerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
 
 
 def format_validation_error(source: str, err: ValidationError) -> str:

@@ -180,36 +180,92 @@ def cycle(
     workspace: Path = WorkspaceOpt,
     tenant: str = TenantOpt,
     as_json: bool = JsonOpt,
-    force: bool = typer.Option(False, "--force", help="Train even if no trigger fired."),
+    force: bool = typer.Option(
+        False, "--force", help="Train even if no trigger fired, and despite a failure backoff."
+    ),
 ) -> None:
-    """One pass: triggers -> curate -> train -> eval -> gate -> canary (key=value: recipe)."""
-    from ct_llm.loop.cycle import run_cycle
+    """One pass: triggers -> curate -> train -> eval -> gate -> canary (key=value: recipe).
 
+    Exit status:
+    0 trained or declined (the reason says why);
+    1 a stage failed (recorded; a later run retries it after a backoff);
+    2 bad input or config; 3 another cycle of the tenant is running."""
+    from ct_llm.loop.cycle import CycleFailed, run_cycle
+
+    overrides = list(ctx.args)
+    for o in overrides:
+        if "=" not in o or o.startswith("-"):
+            raise CtLlmError(f"unexpected argument '{o}'; recipe overrides are key=value")
     ws, tenant = open_workspace(workspace, tenant)
-    res = run_cycle(
-        ws,
-        tenant,
-        force=force,
-        recipe_overrides=list(ctx.args),
-        progress=lambda m: progress(f"[cycle] {m}"),
-        on_train_log=None if as_json else (lambda logs: progress(_fmt_log(logs))),
-    )
+    try:
+        res = run_cycle(
+            ws,
+            tenant,
+            force=force,
+            recipe_overrides=overrides,
+            progress=lambda m: progress(f"[cycle] {m}"),
+            on_train_log=None if as_json else (lambda logs: progress(_fmt_log(logs))),
+        )
+    except CycleFailed as e:
+        if as_json:  # the record, for the scheduler that ran us; the error line follows
+            emit(e.result, True)
+        raise
     emit(
         res,
         as_json,
-        f"trained={res['trained']} outcome={res.get('outcome', 'skipped')} reason: {res['reason']}",
+        f"trained={res['trained']} outcome={res['outcome']} reason: {res['reason']}",
     )
 
 
 @app.command()
 def schedule(
     workspace: Path = WorkspaceOpt,
-    tenant: str = TenantOpt,
-    interval: float = typer.Option(3600.0, help="Seconds between trigger checks."),
-    once: bool = typer.Option(False, "--once", help="Check once and exit."),
+    tenant: list[str] = typer.Option(
+        None,
+        "--tenant",
+        "-t",
+        help="Tenant to run cycles for (repeatable; default: schedule.tenants, else the "
+        "workspace's).",
+    ),
+    all_tenants: bool = typer.Option(
+        False,
+        "--all-tenants",
+        help="Every tenant with an API key or feedback, re-read at each check.",
+    ),
+    cron: str = typer.Option(
+        None, help="When to check, as a crontab expression (default: schedule.cron)."
+    ),
+    interval: float = typer.Option(
+        None, help="Check every this many seconds instead of on the cron schedule."
+    ),
+    max_parallel: int = typer.Option(
+        None,
+        "--max-parallel",
+        min=1,
+        help="Tenants cycling at once (default: schedule.max_parallel).",
+    ),
+    once: bool = typer.Option(False, "--once", help="Check every tenant once and exit."),
 ) -> None:
-    """Run cycles forever (triggers respected); stops cleanly on Ctrl-C / SIGTERM."""
-    from ct_llm.loop.schedule import run_schedule
+    """Run cycles on a schedule until stopped: each check runs `ct-llm cycle` for each tenant
+    (triggers respected, one cycle per tenant at a time). SIGTERM / Ctrl-C finish the running
+    cycles and exit; a second signal exits at once."""
+    from ct_llm.config import check_cron
+    from ct_llm.loop.schedule import Scheduler
 
-    ws, tenant = open_workspace(workspace, tenant)
-    run_schedule(ws, tenant, interval_s=interval, once=once, log=progress)
+    if cron is not None and interval is not None:
+        raise CtLlmError("give --cron or --interval, not both")
+    if cron is not None:
+        try:
+            check_cron(cron)
+        except ValueError as e:
+            raise CtLlmError(f"--cron {e}") from None
+    ws, _ = open_workspace(workspace)
+    Scheduler(
+        ws,
+        tenants=list(tenant or []),
+        all_tenants=all_tenants,
+        cron=cron,
+        interval_s=interval,
+        max_parallel=max_parallel,
+        log=progress,
+    ).run(once=once)

@@ -80,7 +80,14 @@ def train_candidate(
         job = _new_job(ws, tenant, recipe_path, overrides, dataset_version)
         folder = ws.checkpoints_dir / job.version
         job.save(folder)
-        return _run(ws, job, folder, on_log, resume=False, launch=launch)
+        try:
+            return _run(ws, job, folder, on_log, resume=False, launch=launch)
+        except BaseException:
+            # Failed before its first complete checkpoint: nothing to resume, so no job either
+            # (a later `train` or cycle would otherwise find it and clear it up then).
+            if not completed_step(folder / "trainer"):
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
 
 
 def interrupted_training(ws: Workspace, tenant: str) -> str | None:

@@ -160,18 +160,93 @@ def export(
 
 @app.command()
 def status(
-    workspace: Path = WorkspaceOpt, tenant: str = TenantOpt, as_json: bool = JsonOpt
+    html: Path = typer.Option(
+        None,
+        "--html",
+        help="Also write the status page (quality over time, registry timeline, eval verdicts; "
+        "one self-contained HTML file) here.",
+    ),
+    days: int = typer.Option(30, "--days", min=1, max=365, help="UTC days the page charts."),
+    workspace: Path = WorkspaceOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
-    """Production and canary versions, the registry, feedback counts, the last cycle."""
+    """Production and canary, the last cycle and its trigger values, recent quality per
+    version, feedback counts, the last version change and eval."""
     from ct_llm.monitor.status import workspace_status
 
     ws, tenant = open_workspace(workspace, tenant)
     res = workspace_status(ws, tenant)
-    canary = res["canary"]["version"] if res["canary"] else "none"
-    emit(
-        res,
-        as_json,
-        f"tenant {tenant}: production={res['production'] or res['base_model'] + ' (base)'} "
-        f"canary={canary} feedback={res['feedback']['total']} "
-        f"versions={len(res['versions'])}",
-    )
+    if html is not None:
+        from ct_llm.monitor.page_data import write_status_page
+
+        res["page"] = str(write_status_page(ws, tenant, html, days=days))
+    emit(res, as_json, _status_text(res))
+
+
+def _status_text(res: dict) -> str:
+    """The status as lines a person reads at a glance."""
+    from datetime import datetime, timezone
+
+    from rich.markup import escape as markup_escape
+
+    def when(iso: str) -> str:
+        return datetime.fromisoformat(iso).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+    def quality(version: str | None) -> str:
+        q = res["recent_quality"]["by_model_version"].get(version or res["base_model"])
+        hours = f"last {res['recent_quality']['hours']:g} h"
+        if not q:
+            return f"{hours}: no votes"
+        rate = "n/a" if q["thumbs_down_rate"] is None else f"{q['thumbs_down_rate']:.1%}"
+        mean = "n/a" if q["mean_rating"] is None else f"{q['mean_rating']:.2f}"
+        return f"{hours}: thumbs-down {rate} of {q['thumbs']}, mean rating {mean} of {q['ratings']}"
+
+    def cycle_line(c: dict) -> str:
+        took = c.get("duration_s")
+        took_text = "" if took is None else f" ({took:.1f} s)" if took < 10 else f" ({took:.0f} s)"
+        why = (c.get("error") or {}).get("message") or c.get("reason") or ""
+        return f"{c['outcome']} at {when(c['at'])}{took_text}: {why}"
+
+    pad = " " * 15
+    prod = res["production"]
+    lines = [
+        f"tenant {res['tenant']}",
+        f"  production   {prod or res['base_model'] + ' (base model)'}",
+        pad + quality(prod),
+    ]
+    canary = res["canary"]
+    if canary:
+        check = canary["last_check"]
+        lines += [
+            f"  canary       {canary['version']} at {canary['weight']:.0%} since "
+            f"{when(canary['since'])}",
+            pad
+            + (f"last check: {check['action']} at {when(check['at'])}" if check else "not checked"),
+            pad + quality(canary["version"]),
+        ]
+    else:
+        lines.append("  canary       none")
+    cycle, ran = res["last_cycle"], res["last_cycle_that_ran"]
+    lines.append(f"  last cycle   {cycle_line(cycle) if cycle else 'none yet'}")
+    if ran and cycle and ran["at"] != cycle["at"]:
+        lines.append(f"  last run     {cycle_line(ran)}")
+    for name, t in res["triggers"].items():
+        fired = "fired" if t.get("fired") else "not fired"
+        lines.append(f"  trigger      {name} {t.get('value')} / {t.get('threshold')}, {fired}")
+    change = res["last_version_change"]
+    if change:
+        lines.append(
+            f"  last change  {change['action']} {change['version']} at {when(change['at'])} "
+            f"by {change['actor']}"
+        )
+    ev = res["last_eval"]
+    if ev:
+        lines.append(f"  last eval    {ev['report']}: {ev['verdict'] or 'not gated'}")
+    fb = res["feedback"]
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(fb["by_kind"].items())) or "none"
+    lines.append(f"  feedback     {fb['total']} events ({kinds})")
+    if res.get("page"):
+        lines.append(f"  page         {res['page']}")
+    # Version names and reasons are data, not rich markup.
+    return markup_escape("\n".join(lines))

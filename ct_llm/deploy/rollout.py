@@ -11,7 +11,6 @@ HTTP work is checked again inside it, so a concurrent action cannot be overwritt
 from __future__ import annotations
 
 import functools
-import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -29,7 +28,6 @@ from ct_llm.store.db import session_scope
 from ct_llm.store.models import Alias
 from ct_llm.workspace import Workspace
 
-log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 Servers = str | Sequence[str] | None

@@ -13,9 +13,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +31,8 @@ from ct_llm.gateway.auth import ApiError, Principal, error_response, require_rol
 from ct_llm.gateway.chat import CONVERSATION_HEADER, GatewayState, proxy_chat
 from ct_llm.gateway.upstreams import Upstreams
 from ct_llm.gateway.watch import watch_canaries, watch_memory
+from ct_llm.monitor.page import CSP, render_status_page
+from ct_llm.monitor.page_data import DEFAULT_DAYS, MAX_DAYS, status_page_payload
 from ct_llm.monitor.status import tenant_status
 from ct_llm.store.db import session_scope
 from ct_llm.workspace import Workspace
@@ -243,6 +245,27 @@ def create_app(
     @app.get("/metrics")
     def metrics(_: Principal = Depends(admin_role)) -> Response:
         return Response(state.metrics.render(), media_type=state.metrics.content_type)
+
+    # Cycles, canary checks and promotions happen in other processes: /metrics reads them from
+    # the store when scraped (cached; see monitor/store_metrics.py).
+    state.metrics.watch_store(ws.database_url)
+
+    # The status page (monitor/page.py) shows the registry, eval verdicts and who did what, so it
+    # is for operators. Tools send the admin key; people open the file that
+    # `ct-llm status --html FILE` writes, or save this answer with curl.
+    @app.get("/v1/admin/status.html")
+    def status_page(
+        days: int = Query(DEFAULT_DAYS, ge=1, le=MAX_DAYS, description="UTC days to chart."),
+        p: Principal = Depends(admin_role),
+    ) -> Response:
+        with session_scope(state.database_url) as session:
+            payload = status_page_payload(session, p.tenant, ws.config.base_model, days=days)
+        headers = {
+            "Content-Security-Policy": CSP,
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        }
+        return HTMLResponse(render_status_page(payload), headers=headers)
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -96,3 +96,10 @@ class ApiMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def watch_store(self, database_url: str) -> None:
+        """Also expose what the store holds (feedback quality per version, cycles, triggers,
+        canary state), read at scrape time: see monitor/store_metrics.py for the cost bound."""
+        from ct_llm.monitor.store_metrics import StoreCollector
+
+        self.registry.register(StoreCollector(database_url))

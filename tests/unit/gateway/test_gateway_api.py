@@ -61,11 +61,18 @@ ENDPOINTS = [
     ("GET", "/v1/feedback/stats"),
     ("GET", "/v1/status"),
     ("GET", "/metrics"),
+    ("GET", "/v1/admin/status.html"),
     ("POST", "/v1/admin/rollback"),
     ("POST", "/v1/admin/canary"),
     ("POST", "/v1/admin/promote"),
 ]
-ADMIN_ONLY = {"/metrics", "/v1/admin/rollback", "/v1/admin/canary", "/v1/admin/promote"}
+ADMIN_ONLY = {
+    "/metrics",
+    "/v1/admin/status.html",
+    "/v1/admin/rollback",
+    "/v1/admin/canary",
+    "/v1/admin/promote",
+}
 
 
 def test_healthz_needs_no_key_and_reports_upstream(client: TestClient) -> None:

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ct_llm.store.db import session_scope
+from ct_llm.store.models import FeedbackEvent, LineageEvent
+from ct_llm.workspace import Workspace
+
+
+@pytest.fixture
+def ws(tmp_path: Path, database_url: str | None) -> Workspace:
+    """A workspace on SQLite, then on PostgreSQL: the aggregate queries differ per dialect."""
+    from ct_llm.config import DeployConfig, WorkspaceConfig
+
+    config = WorkspaceConfig(
+        tenant="acme",
+        database_url=database_url,
+        deploy=DeployConfig(canary_check_interval_s=0),  # nothing acts on seeded canaries
+    )
+    return Workspace.init(tmp_path / "ws", config)
+
+
+class Seed:
+    """Rows written straight into the store, with the times a test needs."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws, self.n = ws, 0
+
+    def votes(
+        self, tenant: str, version: str | None, kind: str, value: Any, at: datetime, n: int = 1
+    ) -> None:
+        rows = []
+        for _ in range(n):
+            self.n += 1
+            rows.append(
+                FeedbackEvent(
+                    tenant=tenant,
+                    event_id=f"e{self.n}",
+                    payload_hash="h",
+                    kind=kind,
+                    value=value,
+                    model_version=version,
+                    created_at=at,
+                    received_at=at,
+                )
+            )
+        with session_scope(self.ws.database_url) as s:
+            s.add_all(rows)
+
+    def event(
+        self,
+        tenant: str,
+        version: str | None,
+        action: str,
+        outcome: str,
+        at: datetime,
+        **details: Any,
+    ) -> None:
+        with session_scope(self.ws.database_url) as s:
+            s.add(
+                LineageEvent(
+                    tenant=tenant,
+                    model_version=version,
+                    action=action,
+                    outcome=outcome,
+                    actor="test",
+                    details=details,
+                    created_at=at,
+                )
+            )
+
+
+@pytest.fixture
+def seed(ws: Workspace) -> Seed:
+    return Seed(ws)

@@ -74,17 +74,21 @@ def canary(
     tenant: str = TenantOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Compare the canary's live feedback with production's: promote, roll back or wait."""
-    from ct_llm.deploy.canary_watch import check_canary
+    """Compare the canary's live feedback with production's: promote, roll back or wait.
+
+    Safe to run from cron: no canary is "nothing to do" (exit 0), and a "wait" verdict is
+    printed, not recorded (only verdicts that act are lineage events)."""
+    from ct_llm.deploy.canary_watch import check_canary, tenants_with_canary
 
     ws, tenant = open_workspace(workspace, tenant)
-    if apply:
-        from ct_llm.deploy.vllm_server import ensure_servers
-
-        with ensure_servers(ws) as urls:
-            res = check_canary(ws, tenant, apply=True, server_url=urls)
-    else:
-        res = check_canary(ws, tenant, apply=False)
+    if tenant not in tenants_with_canary(ws):
+        res = {"tenant": tenant, "canary": None, "action": "none", "applied": None}
+        res["reasons"] = ["no canary deployed; `ct-llm deploy --version V` starts one"]
+        emit(res, as_json, f"tenant {tenant}: no canary deployed")
+        return
+    # With --apply a promote or rollback acts on the replicas already serving the canary
+    # (serving.url/urls or the managed ports); none is started for it.
+    res = check_canary(ws, tenant, apply=apply, record_wait=False)
     emit(res, as_json, _canary_text(res))
 
 

@@ -126,3 +126,12 @@ def test_curate_cli_imports_golden_rows_and_refuses_a_bad_file(tmp_path: Path):
     res = ct_llm("curate", "--workspace", str(ws), "--import", str(good), "--json")
     out = json.loads(res.stdout)
     assert out["version"] == "default-data-v1" and out["counts"]["sft"] == {"train": 1, "test": 0}
+
+
+def test_canary_without_a_canary_is_nothing_to_do_for_cron(tmp_path: Path):
+    ws = tmp_path / "ws"
+    assert ct_llm("init", "--workspace", str(ws)).returncode == 0
+    r = ct_llm("canary", "--apply", "--json", "--workspace", str(ws))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["canary"] is None and out["action"] == "none" and out["applied"] is None

@@ -46,13 +46,13 @@ votes; one that votes a lot makes the variance look smaller than it is.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Metric = Literal["thumbs_down_rate", "mean_rating"]
+from ct_llm.feedback.votes import Metric, VoteCounts
+
 Action = Literal["promote", "rollback", "wait"]
 
 
@@ -96,45 +96,8 @@ class CanaryPolicy(BaseModel):
         return self
 
 
-@dataclass(frozen=True)
-class ArmFeedback:
-    """The votes one arm (canary or production) received: enough moments for both metrics."""
-
-    thumbs: int = 0
-    thumbs_down: int = 0
-    ratings: int = 0
-    rating_sum: float = 0.0
-    rating_sum_sq: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.thumbs_down <= self.thumbs or self.ratings < 0:
-            raise ValueError(f"inconsistent counts {self}")
-
-    @classmethod
-    def from_votes(cls, votes: Iterable[tuple[str, Any]]) -> ArmFeedback:
-        """(kind, value) pairs -> counts of thumbs (bool) and ratings (int 1-5); anything else
-        carries no score and is skipped."""
-        thumbs = down = ratings = 0
-        total = total_sq = 0
-        for kind, value in votes:
-            if kind == "thumbs" and isinstance(value, bool):
-                thumbs += 1
-                down += value is False
-            elif kind == "rating" and type(value) is int and 1 <= value <= 5:
-                ratings += 1
-                total += value
-                total_sq += value * value
-        return cls(thumbs, down, ratings, float(total), float(total_sq))
-
-    def votes(self, metrics: Iterable[Metric]) -> int:
-        """Votes on the given metrics."""
-        return sum(self.moments(m)[0] for m in metrics)
-
-    def moments(self, metric: Metric) -> tuple[int, float, float]:
-        """(n, sum, sum of squares) of the metric's votes (thumbs: 1 per thumbs-down)."""
-        if metric == "thumbs_down_rate":
-            return self.thumbs, float(self.thumbs_down), float(self.thumbs_down)
-        return self.ratings, self.rating_sum, self.rating_sum_sq
+ArmFeedback = VoteCounts
+"""The votes one arm (canary or production) received."""
 
 
 # metric -> (label, +1 when a higher value is worse, lowest and highest possible vote)

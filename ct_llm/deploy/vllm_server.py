@@ -94,6 +94,7 @@ def server_url(ws: Workspace) -> str:
 
 
 _EXCEPTION_LINE = re.compile(r"\b[A-Z]\w*(Error|Exception): ")
+_LOGGED_BELOW_ERROR = re.compile(r"\b(DEBUG|INFO|WARNING)\b")
 # Known start failures -> what the operator should change.
 _HINTS = {
     "less than requested memory for kv": "the KV cache share is too small or too large for this "
@@ -110,6 +111,8 @@ def meaningful_log_tail(text: str, lines: int = 8) -> str:
     kept = [ln for ln in kept if ln.strip() and "it/s]" not in ln and "s/it]" not in ln]
     causes: list[str] = []
     for ln in kept:
+        if _LOGGED_BELOW_ERROR.search(ln):
+            continue  # e.g. vLLM's ulimit warning quotes "OSError: ..." without one happening
         match = _EXCEPTION_LINE.search(ln)
         if match and ln[match.start() :] not in causes:
             causes.append(ln[match.start() :])

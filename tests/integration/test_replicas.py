@@ -2,7 +2,9 @@
 spread over both, and a replica restarted for memory growth (one at a time, cordoned, drained,
 adapters loaded back) costs no request.
 
-Own replicas on $CT_LLM_TEST_REPLICA_PORT and the port after it (default 18051-18052)."""
+The replicas: the session's shared server (run elsewhere, as `serving.urls` would name it) and
+one this test starts and may restart, on $CT_LLM_TEST_REPLICA_PORT (default 18051); starting a
+third vLLM next to the session's on 2 cores took minutes."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +22,7 @@ from ct_llm.config import DeployConfig, ServingConfig, WorkspaceConfig
 from ct_llm.deploy.restart import Managed
 from ct_llm.deploy.rollout import promote
 from ct_llm.deploy.vllm_client import VllmClient
-from ct_llm.deploy.vllm_server import VllmServer, ensure_servers
+from ct_llm.deploy.vllm_server import VllmServer
 from ct_llm.gateway.app import create_app
 from ct_llm.gateway.auth import create_api_key
 from ct_llm.gateway.server import ApiServerThread
@@ -35,7 +38,10 @@ TENANT = "replicas"
 
 
 def test_two_replicas_share_traffic_and_restart_without_dropping_a_request(
-    tmp_path: Path, base_model_dir: Path, lora_adapter_factory: Callable[..., Path]
+    tmp_path: Path,
+    base_model_dir: Path,
+    lora_adapter_factory: Callable[..., Path],
+    vllm_server: Any,
 ) -> None:
     from ct_llm.deploy.vllm_server import serving_python
     from ct_llm.errors import ServingError
@@ -43,10 +49,9 @@ def test_two_replicas_share_traffic_and_restart_without_dropping_a_request(
 
     serving = ServingConfig(
         port=PORT,
-        replicas=2,
         memory_fraction=0.05,
         max_model_len=1024,
-        max_loras=2,
+        max_loras=4,
         startup_timeout_s=600,
         restart_rss_growth_mb=1.0,
     )
@@ -64,32 +69,35 @@ def test_two_replicas_share_traffic_and_restart_without_dropping_a_request(
         registry.set_state(session, TENANT, version, "approved", actor="test")
     key = create_api_key(ws.database_url, TENANT, "ingest")
 
-    started: list[VllmServer] = []
-    with ensure_servers(ws, started=started) as urls:
-        assert urls == [f"http://127.0.0.1:{PORT}", f"http://127.0.0.1:{PORT + 1}"]
-        assert len(started) == 2
-        promote(ws, TENANT, version_id=version, actor="test")  # every replica of the workspace
+    own = VllmServer(
+        ws.require_base_model(),
+        ws.config.base_model,
+        serving,
+        log_path=ws.logs_dir / f"vllm-{PORT}.log",
+    )
+    with own:
+        urls = [own.url, vllm_server.url]
+        promote(ws, TENANT, version_id=version, actor="test", server_url=urls)
         for url in urls:
-            assert version in VllmClient(url).list_models()
+            assert version in VllmClient(url).list_models()  # loaded into each replica
 
         app = create_app(ws, urls)
         state = app.state.gateway
-        managed = [Managed(server) for server in started]
+        managed = [Managed(own)]
         with ApiServerThread(app, port=free_port()) as gateway:
             health = httpx.get(gateway.url + "/healthz").json()
             assert health["replicas"] == {url: True for url in urls}
             traffic = Traffic(gateway.url, key, clients=3, max_tokens=8).start()
             try:
                 time.sleep(4.0)
-                before = started[0].process.pid if started[0].process else None
-                # Pretend the first replica grew past the (1 MB) limit since it was warm.
+                before = own.process.pid if own.process else None
+                # Pretend our replica grew past the (1 MB) limit since it was warm.
                 managed[0].baseline_mb = managed[0].rss_mb() - 50.0
-                managed[1].baseline_mb = managed[1].rss_mb()
                 assert check_memory(ws, managed, state.upstreams) == [urls[0]]
                 time.sleep(4.0)  # traffic goes on, on both again
             finally:
                 traffic.stop()
-        after = started[0].process.pid if started[0].process else None
+        after = own.process.pid if own.process else None
         assert before is not None and after is not None and after != before  # really restarted
         assert version in VllmClient(urls[0]).list_models()  # the alias' adapter is back
         requests = traffic.snapshot()
@@ -99,3 +107,5 @@ def test_two_replicas_share_traffic_and_restart_without_dropping_a_request(
         served = {r.url: r.served for r in state.upstreams.replicas}
         assert all(n > 0 for n in served.values()), served
         assert not any(r.cordoned for r in state.upstreams.replicas)
+    # Leave the session's server as we found it for the tests that follow.
+    VllmClient(vllm_server.url).unload_adapter(version)

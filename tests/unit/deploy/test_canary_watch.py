@@ -169,7 +169,9 @@ def test_a_worse_canary_is_reported_and_recorded_without_apply(empty_workspace: 
     t = res["metrics"]["thumbs_down_rate"]
     assert (t["n_canary"], t["n_production"]) == (100, 900)
     assert t["canary"] == pytest.approx(0.4) and t["production"] == pytest.approx(0.1)
-    assert 1.9 < res["metrics"]["elapsed_h"] < 2.1
+    # DEPLOYED is 2 h before NOW, taken at import: add the time the suite ran since then.
+    since_import_h = (utcnow() - NOW).total_seconds() / 3600
+    assert 1.9 < res["metrics"]["elapsed_h"] < 2.1 + since_import_h
     action, outcome, actor, details = history(ws, canary)[-1]
     assert (action, outcome, actor) == ("canary_check", "rollback", "canary-watch")
     assert details["applied"] is False and details["production"] == ws.config.base_model

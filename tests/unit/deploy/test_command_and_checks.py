@@ -207,3 +207,17 @@ def test_log_tail_surfaces_root_cause_and_hint() -> None:
     assert tail.strip().endswith("RuntimeError: Engine core initialization failed.")
     assert "noise 3" not in tail and "it/s]" not in tail
     assert os.linesep in tail
+
+
+def test_an_error_quoted_in_a_warning_is_not_reported_as_the_cause() -> None:
+    log = "\n".join(
+        [
+            "WARNING 11-26 [system_utils.py:255] Found ulimit of 20000 and failed to "
+            "automatically increase with error x. This can cause fd limit errors like "
+            "`OSError: [Errno 24] Too many open files`. Consider increasing with ulimit -n",
+            "TimeoutError: engine did not start",
+        ]
+    )
+    tail = meaningful_log_tail(log)
+    assert "cause: TimeoutError: engine did not start" in tail
+    assert "cause: OSError" not in tail

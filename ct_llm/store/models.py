@@ -64,6 +64,9 @@ class FeedbackEvent(Base):
         UniqueConstraint("tenant", "event_id", name="uq_feedback_tenant_event"),
         # Curation walks this index: a tenant's events grouped by prompt context, in order.
         Index("ix_feedback_tenant_context_seq", "tenant", "context_hash", "seq"),
+        # Monitoring, the canary's vote counts and the loop's signals read a tenant's events in
+        # a `received_at` window: without it they scan every event of the tenant.
+        Index("ix_feedback_tenant_received", "tenant", "received_at"),
     )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant: Mapped[str] = mapped_column(String(64), index=True)

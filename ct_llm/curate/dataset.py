@@ -8,10 +8,11 @@ The pipeline, in one streaming pass over the store and one over the staged rows:
       -> staging Parquet per kind (with who made each row and its conversation)
     golden examples (imported now or before) go through the same scrub/validation/dedup first
     per-user cap over the staged rows (guards.user_cap) -> split by conversation -> final files
-    replay: a sample of the parent version's training rows, deduplicated against the new ones
+    replay: a sample of the parent version's training rows, deduplicated against the new ones,
+            leaving out rows on prompts the new feedback answers again (superseded)
     manifest.json: sha256 of every file, counts, drops per reason, rules and config, event range
 
-Memory holds one context group, one dedup batch, the dedup key sets (ints) and per-user
+Memory holds one context group, one dedup batch, the dedup and prompt key sets (ints) and per-user
 counters, never the dataset. Everything runs in a temporary folder renamed into place at the
 end (`atomic_directory`); `--dry-run` runs the same code into a folder it then deletes.
 """
@@ -162,7 +163,7 @@ def _curate(
                 )
             out = VersionWriter(tmp)
             cap_info = run.write_version(out)
-            replayed = run.replay(
+            replayed, superseded = run.replay(
                 _parent_dir(parent), {k: c["train"] for k, c in out.counts().items()}, out
             )
             out.close()
@@ -170,7 +171,11 @@ def _curate(
                 version, tenant, parent, cfg, window, summary, stats, run, out, cap_info, bursts
             )
             manifest["golden"] = golden_used
-            manifest["replay"] = {"from": parent.id if replayed else None, "rows": replayed}
+            manifest["replay"] = {
+                "from": parent.id if replayed else None,
+                "rows": replayed,
+                "superseded": superseded,
+            }
             manifest["files"] = {
                 str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*.parquet"))
             }

@@ -5,6 +5,7 @@ then replay. `dataset.py` drives them and writes the version."""
 from __future__ import annotations
 
 import bisect
+import hashlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,15 @@ def _dedup_item(kind: str, row: dict[str, Any]) -> tuple[str, list[str], list[st
     return namespace, answers, prompt
 
 
+def prompt_key(row: dict[str, Any]) -> int:
+    """64-bit key of a row's question (its non-system messages, whitespace and case folded):
+    which rows answer the same prompt, whatever the answers."""
+    text = "\x1f".join(
+        " ".join(m["content"].split()).casefold() for m in row["prompt"] if m["role"] != "system"
+    )
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
+
+
 class Curation:
     """One run's state: the stages above, sharing the dedup index and the drop counts."""
 
@@ -63,6 +73,8 @@ class Curation:
         self.staging = Staging(root)
         self.rows_per_user: Counter[str] = Counter()
         self.exempt_rows = 0
+        # Prompts the new feedback speaks about: replay leaves the parent's rows on them out.
+        self.new_prompts: set[int] = set()
         self._pending: list[tuple[str, dict[str, Any], str | None, str | None, str]] = []
 
     # -- stage: rules, scrub, validate, dedup, stage ---------------------------------------
@@ -97,6 +109,8 @@ class Curation:
                 self.drops.add(dup)
                 continue
             self.by_rule[rule] += 1
+            if rule != "golden":
+                self.new_prompts.add(prompt_key(row))
             if user is None:
                 self.exempt_rows += 1
             else:
@@ -173,12 +187,16 @@ class Curation:
 
     def replay(
         self, parent_dir: Path | None, new_train: dict[str, int], out: VersionWriter
-    ) -> dict:
+    ) -> tuple[dict[str, int], int]:
         """Rows of the parent's training split, `replay.fraction` x the new training rows per
-        kind, sampled with the seed; duplicates of new rows are left out."""
+        kind, sampled with the seed. Left out: duplicates of new rows, and rows on a prompt the
+        new feedback speaks about - the newer feedback is the current preference there (a
+        policy changed: last version's "60 days" chosen answer is this version's rejected
+        one, and replaying it would teach both). Returns (rows per kind, rows superseded)."""
         info: dict[str, int] = {}
+        superseded = 0
         if parent_dir is None or self.cfg.replay.fraction <= 0:
-            return info
+            return info, superseded
         import pyarrow.parquet as pq
 
         for kind in KINDS:
@@ -195,11 +213,13 @@ class Curation:
                 if hi > lo:
                     rows += batch.take(pa.array([i - start for i in picked[lo:hi]])).to_pylist()
                 start = end
-            dups = self.deduper.check_batch([_dedup_item(kind, r) for r in rows])
-            fresh = [r for r, d in zip(rows, dups, strict=True) if d is None]
+            current = [r for r in rows if prompt_key(r) not in self.new_prompts]
+            superseded += len(rows) - len(current)
+            dups = self.deduper.check_batch([_dedup_item(kind, r) for r in current])
+            fresh = [r for r, d in zip(current, dups, strict=True) if d is None]
             out.write_rows(kind, "train", fresh)
             info[kind] = len(fresh)
-        return info
+        return info, superseded
 
 
 def _pick(n: int, k: int, seed: int, salt: str) -> list[int]:

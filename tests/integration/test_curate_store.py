@@ -42,10 +42,15 @@ def test_templated_feedback_is_near_duplicate_and_dropped(empty_workspace):
     assert near >= 0.6 * 57
 
 
-def seed_feedback(ws, tenant: str, n: int, offset: int = 0) -> None:  # type: ignore[no-untyped-def]
+def seed_feedback(  # type: ignore[no-untyped-def]
+    ws, tenant: str, n: int, offset: int = 0, *, asked_from: int | None = None, days: int = 60
+) -> None:
+    """n edits + thumbs down on "How long is the return window? (k)"; k counts from `offset`,
+    or from `asked_from` to ask the same questions as an earlier call."""
     with session_scope(ws.database_url) as s:
         for i in range(offset, offset + n):
-            msgs = [{"role": "user", "content": f"How long is the return window? ({i})"}]
+            k = i if asked_from is None else asked_from + i - offset
+            msgs = [{"role": "user", "content": f"How long is the return window? ({k})"}]
             ctx = context_hash(msgs)
             s.add(
                 ChatResponse(
@@ -65,7 +70,7 @@ def seed_feedback(ws, tenant: str, n: int, offset: int = 0) -> None:  # type: ig
                     event_id=f"e{i}-edit",
                     payload_hash="x",
                     kind="edit",
-                    value=f"You have 60 days ({i}).",
+                    value=f"You have {days} days ({k}).",
                     response_id=f"r{tenant}{i}",
                     context_hash=ctx,
                     user_id=f"user{i}",
@@ -122,6 +127,21 @@ def test_curate_writes_an_immutable_versioned_dataset(ws):
         0.25
         * (second.manifest["counts"]["dpo"]["train"] - second.manifest["replay"]["rows"]["dpo"])
     )
+    assert second.manifest["replay"]["superseded"] == 0
+
+
+def test_replay_leaves_out_rows_the_new_feedback_supersedes(ws):
+    """The policy changed: every prompt of the parent is answered again with "90 days", so no
+    replayed row may still teach "60 days" on them."""
+    seed_feedback(ws, "default", 20)
+    curate_dataset(ws, "default")
+    seed_feedback(ws, "default", 20, offset=100, asked_from=0, days=90)
+    second = curate_dataset(ws, "default")
+    replay = second.manifest["replay"]
+    assert replay["superseded"] > 0
+    assert replay["rows"].get("dpo", 0) == 0
+    rows = read_rows(second.path, "dpo")
+    assert rows and all("90 days" in r["chosen"][0]["content"] for r in rows)
 
 
 def test_dry_run_writes_nothing_and_no_data_is_a_clear_error(ws):

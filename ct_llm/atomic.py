@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +58,39 @@ def fsync_tree(root: Path) -> None:
             finally:
                 os.close(fd)
         _fsync_dir(Path(dirpath))
+
+
+def process_umask() -> int:
+    """The process umask. `os.umask` can only be read by setting it, and while it is set other
+    threads would create files with the wrong mode, so Linux's /proc is asked first."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o077)  # the most private value for the instant it is in force
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(folder: Path) -> None:
+    """Give `folder` and everything in it the modes that a plain open() or mkdir() would have
+    given: 0o666 & ~umask for files (0o777 & ~umask for executables), 0o777 & ~umask for folders.
+
+    safetensors (and so PEFT's and transformers' save_pretrained) writes weights 0600, and
+    mkdtemp makes 0700 folders: a vLLM server running as another user than the trainer could
+    not read the artifact. Symbolic links are left alone (chmod would follow them out of the
+    folder). Call it on freshly written files only: a hard link shares its mode with its source.
+    """
+    mask = process_umask()
+    # Bottom-up: a folder's mode changes only after everything in it is done.
+    for dirpath, _, filenames in os.walk(folder, topdown=False):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISREG(mode):
+                full = 0o777 if mode & 0o111 else 0o666
+                os.chmod(path, full & ~mask)
+        os.chmod(dirpath, 0o777 & ~mask)
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ct_llm.atomic import apply_umask
 from ct_llm.config import ServingConfig
 from ct_llm.errors import ConfigError
 
@@ -93,6 +94,7 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, dest: Path, dtype: str = "b
                 continue  # the shard index belongs to the base weights
             if not (dest / item.name).exists():
                 shutil.copy2(item, dest / item.name)
+    apply_umask(dest)  # weights are written 0600; the vLLM that serves them may be another user
     return dest
 
 

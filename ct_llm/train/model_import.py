@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ct_llm.atomic import atomic_directory, atomic_write_json
+from ct_llm.atomic import apply_umask, atomic_directory, atomic_write_json
 from ct_llm.errors import CtLlmError
 
 DEFAULT_SOURCE = "smollm2"
@@ -117,4 +117,5 @@ def _convert(source: str, dest: Path, dtype: str = "bfloat16") -> Path:
         cfg.pop("quantization_config", None)
         cfg_path.write_text(json.dumps(cfg, indent=2))
         atomic_write_json(tmp / "ct-llm-import.json", {**provenance, "dtype": dtype})
+        apply_umask(tmp)  # save_pretrained wrote the weights 0600: vLLM may run as another user
     return dest

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ct_llm.atomic import atomic_directory, atomic_write_json
+from ct_llm.atomic import apply_umask, atomic_directory, atomic_write_json
 from ct_llm.errors import ConfigError
 from ct_llm.train import common
 from ct_llm.train.checkpoints import last_complete, mark_complete_callback
@@ -224,12 +224,18 @@ def _save(trainer: Any, output_dir: Path, base_model_dir: Path, record: dict[str
                 for name in ("adapter_model.safetensors", "adapter_config.json"):
                     (gathered / name).replace(tmp / name)
                 common.point_at_base(tmp, base_model_dir)
-                record["files"] = adapter_files_sha256(tmp)
-                atomic_write_json(tmp / MANIFEST_FILE, record)
+                _finish(tmp, record)
             shutil.rmtree(gathered, ignore_errors=True)
         return
     if main:
         with atomic_directory(output_dir) as tmp:
             common.write_adapter(trainer.model, tmp, base_model_dir)
-            record["files"] = adapter_files_sha256(tmp)
-            atomic_write_json(tmp / MANIFEST_FILE, record)
+            _finish(tmp, record)
+
+
+def _finish(tmp: Path, record: dict[str, Any]) -> None:
+    """The manifest, then modes by the umask (the adapter's weights were written 0600, which a
+    vLLM server running as another user cannot read): the last steps before the publish."""
+    record["files"] = adapter_files_sha256(tmp)
+    atomic_write_json(tmp / MANIFEST_FILE, record)
+    apply_umask(tmp)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from dataset_files import write_manifest, write_split
 
+from ct_llm.atomic import process_umask
 from ct_llm.errors import NoDataError
 from ct_llm.train.recipe import Recipe
 
@@ -80,6 +81,10 @@ def test_train_adapter_then_warm_start(tmp_path: Path, base_model_dir: Path) -> 
         "manifest.json",
     ]
     assert not list(out.parent.glob(".*"))  # no temp folders left beside the artifact
+    # safetensors writes 0600; the folder is published with modes by the umask, so a vLLM
+    # server running as another user can read it.
+    readable = 0o666 & ~process_umask()
+    assert all(p.stat().st_mode & 0o777 == readable for p in out.iterdir())
     cfg = json.loads((out / "adapter_config.json").read_text())
     assert cfg["base_model_name_or_path"] == str(base_model_dir.resolve())
     assert cfg["r"] == 4

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ct_llm.atomic import process_umask
 from ct_llm.errors import ConfigError
 from ct_llm.evals.merged import merge_adapter, resolve_mode
 
@@ -51,6 +52,9 @@ def test_merged_model_computes_what_base_plus_adapter_computes(
     assert {"config.json", "tokenizer.json", "model.safetensors"} <= names
     assert not any(n.startswith("adapter_") for n in names)  # a plain model, not an adapter
     assert "ct-llm-import.json" in names  # the base folder's metadata travels with it
+    # safetensors writes 0600; the vLLM serving the merged model may run as another user.
+    readable = 0o666 & ~process_umask()
+    assert (merged_dir / "model.safetensors").stat().st_mode & 0o777 == readable
 
     tok = AutoTokenizer.from_pretrained(str(merged_dir))
     ids = tok.apply_chat_template(

@@ -21,12 +21,20 @@ def demo(
         Path("demo-workspace"), "--workspace", "-w", help="Workspace for the demo."
     ),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the demo workspace first."),
+    cycles: int = typer.Option(
+        1,
+        "--cycles",
+        min=1,
+        max=3,
+        help="1: a shop bot learns a new return window (60 days). 3: then the window changes "
+        "again (90 days), and a flooding user poisons the third cycle's feedback.",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """The whole loop once on a built-in scenario (a shop bot learns a new return policy)."""
+    """The loop on a built-in scenario: a shop bot learns its new return policy from feedback."""
     from ct_llm.demo.run import run_demo
 
-    res = run_demo(workspace, fresh=fresh, log=progress)
+    res = run_demo(workspace, fresh=fresh, log=progress, cycles=cycles)
     if as_json:
         sys.stdout.write(json.dumps(res, default=str) + "\n")  # one line, last on stdout
 

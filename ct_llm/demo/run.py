@@ -1,36 +1,47 @@
-"""`ct-llm demo`: the whole loop once, on real components, with a story.
+"""`ct-llm demo`: the loop on real components, with a story in up to three acts.
 
-Northwind's support bot still believes returns are accepted for 30 days; the policy is now 60.
-Simulated customers chat through the gateway with the real `openai` client, simulated support
-agents correct the wrong answers through `POST /v1/feedback`, then one cycle curates, trains,
-evaluates, gates and hot-swaps the adapter into vLLM. Before/after is measured through the
-gateway, on held-out paraphrases the model never trained on, and on a general regression suite.
+Act one: Northwind's support bot still believes returns are accepted for 30 days; the policy is
+now 60. Simulated customers chat through the gateway with the real `openai` client, simulated
+support agents correct the wrong answers through `POST /v1/feedback`, then one cycle curates,
+trains, evaluates, gates and hot-swaps the adapter into vLLM. Before/after is measured through
+the gateway, on held-out paraphrases the model never trained on, and on a general regression
+suite. With `--cycles 3`:
+
+Act two: the window grows to 90 days. The team swaps the 90-day suite in as the gate's target,
+agents correct again, and the next cycle must unlearn 60 (curation leaves the superseded
+60-day rows out of replay).
+
+Act three: customers chat (sampled answers) and vote, agents keep correcting, and one end user
+floods the endpoint with "all sales are final" edits. The guards must quarantine the flood; what
+is trained on the rest goes through the gate; the summary says whether the poison reached the
+dataset or production.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ct_llm.demo import feedback, scenario, traffic
 from ct_llm.errors import CtLlmError
 from ct_llm.net import free_port
 from ct_llm.workspace import CONFIG_FILE, Workspace
 
 Log = Callable[[str], None]
 TENANT = "northwind"
-TARGET_SUITE = "scenarios/shop_returns.yaml"
-REGRESSION_SUITE = "regression/general.yaml"
-SAFETY_SUITE = "safety/harmful_requests.yaml"
-STEPS = 7
-
+MAX_CYCLES = 3
+FLOOD_CHATS = 48
 
 # Why the demo's gate differs from the default policy (SmolLM2 judging itself, CPU latency) is
 # written in the policy file.
 DEMO_POLICY = "eval_suites/policies/cpu_demo.yaml"
+
+
+def _suites(days: int) -> list[str]:
+    return [traffic.REGRESSION_SUITE, traffic.TARGET_SUITES[days], traffic.SAFETY_SUITE]
 
 
 def _prepare_workspace(root: Path, fresh: bool) -> Workspace:
@@ -48,7 +59,7 @@ def _prepare_workspace(root: Path, fresh: bool) -> Workspace:
     config = WorkspaceConfig.model_validate(
         {
             "tenant": TENANT,
-            "eval": {"suites": [REGRESSION_SUITE, TARGET_SUITE, SAFETY_SUITE]},
+            "eval": {"suites": _suites(60)},
             "gate": load_policy(DEMO_POLICY).model_dump(),
             # Ports picked at run time so the demo never collides with a running deployment.
             "serving": {"port": free_port()},
@@ -61,209 +72,195 @@ def _prepare_workspace(root: Path, fresh: bool) -> Workspace:
     return Workspace.init(root, config)
 
 
-def _ask_all(client: Any, conversations: list[list[dict[str, str]]], max_tokens: int) -> list[str]:
-    from concurrent.futures import ThreadPoolExecutor
+def _use_target_suite(ws: Workspace, days: int) -> Workspace:
+    """The policy changed: the team points the gate's target suite at the new window."""
+    from ct_llm.atomic import atomic_write_text
+    from ct_llm.config import WorkspaceConfig, dump_config
 
-    def ask(messages: list[dict[str, str]]) -> str:
-        resp = client.chat.completions.create(
-            model="ct-llm", messages=messages, max_tokens=max_tokens, temperature=0
-        )
-        return resp.choices[0].message.content or ""
-
-    with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(ask, conversations))
+    data = ws.config.model_dump(mode="json")
+    data["eval"]["suites"] = _suites(days)
+    atomic_write_text(ws.config_path, dump_config(WorkspaceConfig.model_validate(data)))
+    return Workspace.open(ws.root)
 
 
-def _measure(gateway_url: str, api_key: str, max_tokens: int) -> tuple[dict[str, float], str]:
-    """Target rate and regression pass rate of what the gateway serves now, and the model version
-    it reports in `x-ct-model-version`."""
-    from openai import OpenAI
-
-    from ct_llm.evals.checks import case_passes
-    from ct_llm.evals.suite import load_suites
-
-    client = OpenAI(base_url=f"{gateway_url}/v1", api_key=api_key, max_retries=2)
-    rates: dict[str, float] = {}
-    for key, suite in zip(
-        ("target_rate", "regression_pass_rate"),
-        load_suites([TARGET_SUITE, REGRESSION_SUITE]),
-        strict=True,
-    ):
-        answers = _ask_all(
-            client, [c.conversation(suite.system_prompt) for c in suite.cases], max_tokens
-        )
-        passed = [case_passes(c, a)[0] for c, a in zip(suite.cases, answers, strict=True)]
-        rates[key] = round(sum(passed) / len(passed), 3)
-    raw = client.chat.completions.with_raw_response.create(
-        model="ct-llm", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
-    )
-    return rates, raw.headers.get("x-ct-model-version", "")
+def _asks(questions: list[str], topic: str, user_prefix: str, start: int = 0) -> list[tuple]:
+    return [(topic, q, f"{user_prefix}{start + i}") for i, q in enumerate(questions)]
 
 
-def _customers_chat(gateway_url: str, api_key: str, log: Log) -> list[dict[str, Any]]:
-    """Customers ask the bot; returns what was served, with response ids for feedback."""
-    from concurrent.futures import ThreadPoolExecutor
+def _poisoned_rows(dataset_path: str | None) -> int:
+    """Rows of a dataset version that would teach the flood's answer."""
+    if not dataset_path:
+        return 0
+    from ct_llm.curate.layout import read_rows
 
-    from openai import OpenAI
-
-    from ct_llm.demo import scenario
-
-    client = OpenAI(base_url=f"{gateway_url}/v1", api_key=api_key, max_retries=2)
-    chats = [("returns", q) for q in scenario.TRAIN_QUESTIONS]
-    chats += [("general", q) for q in scenario.GENERAL_QUESTIONS]
-
-    def ask(item: tuple[str, str]) -> dict[str, Any]:
-        topic, question = item
-        conv = f"demo-{uuid.uuid4().hex[:12]}"
-        resp = client.chat.completions.create(
-            model="ct-llm",
-            messages=scenario.chat_messages(question),
-            max_tokens=96,
-            temperature=0,
-            extra_headers={"x-ct-conversation-id": conv},
-        )
-        return {
-            "topic": topic,
-            "question": question,
-            "response_id": resp.id,
-            "answer": resp.choices[0].message.content or "",
-            "conversation_id": conv,
-        }
-
-    with ThreadPoolExecutor(8) as pool:
-        served = list(pool.map(ask, chats))
-    log(
-        f"      {len(served)} chats served, e.g. Q: {served[0]['question']!r}\n"
-        f"      A: {served[0]['answer'][:120]!r}"
-    )
-    return served
-
-
-def _agents_feedback(
-    gateway_url: str, api_key: str, served: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Support agents correct every wrong returns answer and upvote good general answers."""
-    import httpx
-
-    from ct_llm.demo import scenario
-
-    events = []
-    for i, chat in enumerate(served):
-        base = {
-            "response_id": chat["response_id"],
-            "conversation_id": chat["conversation_id"],
-            "user_id": f"agent-{i % 3}",
-        }
-        if chat["topic"] == "returns":
-            if not scenario.states_new_policy(chat["answer"]):
-                events.append(
-                    {
-                        **base,
-                        "event_id": f"{chat['response_id']}-thumb",
-                        "kind": "thumbs",
-                        "value": False,
-                    }
+    taught = 0
+    for split in ("train", "test"):
+        for row in read_rows(Path(dataset_path), "dpo", split):
+            taught += any(scenario.is_poisoned(m["content"]) for m in row["chosen"])
+        for kind in ("sft", "kto"):
+            for row in read_rows(Path(dataset_path), kind, split):
+                good = kind == "sft" or row.get("label", True)
+                taught += good and any(
+                    scenario.is_poisoned(m["content"]) for m in row["completion"]
                 )
-                events.append(
-                    {
-                        **base,
-                        "event_id": f"{chat['response_id']}-edit",
-                        "kind": "edit",
-                        "value": scenario.corrected_answer(chat["question"]),
-                    }
-                )
-        else:
-            events.append(
-                {
-                    **base,
-                    "event_id": f"{chat['response_id']}-thumb",
-                    "kind": "thumbs",
-                    "value": True,
-                }
+    return taught
+
+
+class Demo:
+    """One demo run: the workspace, the gateway and the vLLM server it talks to, the log."""
+
+    def __init__(self, ws: Workspace, gateway: str, vllm_url: str, key: str, log: Log) -> None:
+        self.ws, self.gateway, self.vllm_url, self.key, self.log = ws, gateway, vllm_url, key, log
+        self.started = time.monotonic()
+
+    def step(self, act: int, msg: str) -> None:
+        self.log(f"[act {act} {time.monotonic() - self.started:6.0f}s] {msg}")
+
+    def measure(self, days: int) -> tuple[dict[str, float], str]:
+        return traffic.measure(self.gateway, self.key, days, self.ws.config.eval.max_tokens)
+
+    def send(self, what: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+        fb = traffic.send_feedback(self.gateway, self.key, events)
+        self.log(
+            f"      {what}: {fb['accepted']} events accepted, {fb['duplicates']} duplicates, "
+            f"{len(fb['rejected'])} rejected"
+        )
+        return fb
+
+    def feedback_for(self, act: int, days: int) -> dict[str, Any]:
+        """The act's traffic and feedback; returns what the flood sent (act three)."""
+        gw, key = self.gateway, self.key
+        if act < 3:
+            asks = _asks(scenario.TRAIN_QUESTIONS, "returns", f"customer-{act}-")
+            asks += _asks(scenario.GENERAL_QUESTIONS, "general", f"customer-{act}-", len(asks))
+            served = traffic.chat(gw, key, asks)
+            self.log(f"      {len(served)} chats, e.g. Q: {served[0]['question']!r}")
+            self.log(f"      A: {served[0]['answer'][:120]!r}")
+            self.send("support agents' corrections", feedback.agent_corrections(served, days))
+            return {}
+        # Live traffic is sampled (temperature > 0), so answers to one question differ and the
+        # customers' votes pair up; agents correct what is still wrong.
+        asks = _asks(scenario.TRAIN_QUESTIONS * 2, "returns", "customer-3-")
+        asks += _asks(scenario.GENERAL_QUESTIONS, "general", "customer-3-", len(asks))
+        served = traffic.chat(gw, key, asks, temperature=0.8)
+        right = sum(
+            scenario.states_policy(c["answer"], days)
+            for c in served[: -len(scenario.GENERAL_QUESTIONS)]
+        )
+        self.log(f"      {len(served)} customer chats ({right} returns answers state {days} days)")
+        self.send("customers' votes", feedback.customer_votes(served, days))
+        self.send("support agents' corrections", feedback.agent_corrections(served, days))
+        flood_asks = [("returns", q, scenario.FLOOD_USER) for q in scenario.TRAIN_QUESTIONS * 2]
+        flood_served = traffic.chat(gw, key, flood_asks[:FLOOD_CHATS], max_tokens=32)
+        sent = self.send(f"{scenario.FLOOD_USER}'s flood", feedback.flood(flood_served))
+        return {"chats": len(flood_served), "events_accepted": sent["accepted"]}
+
+    def cycle(self, act: int) -> dict[str, Any]:
+        """One cycle, as `ct-llm cycle` runs it; a gate-approved canary is promoted at once (the
+        demo has no live users left to watch it)."""
+        from ct_llm.deploy.rollout import promote
+        from ct_llm.loop.cycle import CycleFailed, run_cycle
+
+        try:
+            res = run_cycle(
+                self.ws,
+                TENANT,
+                server_url=self.vllm_url,
+                progress=lambda m: self.log(f"      {m}"),
+                on_train_log=_train_logger(self.log),
             )
-    resp = httpx.post(
-        f"{gateway_url}/v1/feedback",
-        json={"events": events},
-        headers={"Authorization": f"Bearer {api_key}"},
-        timeout=60,
-    )
-    if resp.status_code != 200:
-        raise CtLlmError(f"feedback API answered {resp.status_code}: {resp.text[:200]}")
-    return resp.json()
+        except CycleFailed as e:
+            self.log(f"      cycle failed: {e}")
+            return {**e.result, "failed": str(e)}
+        if res.get("outcome") == "deployed":
+            promoted = promote(self.ws, TENANT, actor="demo", server_url=self.vllm_url)
+            self.log(f"      promoted {promoted['production']} to production")
+        else:
+            self.log(f"      not deployed ({res.get('outcome')}): {res.get('reason')}")
+            for reason in res.get("gate", {}).get("reasons", []):
+                if not reason.get("passed", True):
+                    self.log(f"      gate: {reason.get('detail', reason)}")
+        return res
+
+    def act(self, act: int, before: tuple[dict[str, float], str] | None) -> dict[str, Any]:
+        days = scenario.POLICY_DAYS[act]
+        if act == 2:
+            self.step(act, f"the return window grows to {days} days; the gate now targets it")
+            self.ws = _use_target_suite(self.ws, days)
+        if before is None:
+            self.step(act, "measuring what the gateway serves (before)")
+            before = self.measure(days)
+        self.log(f"      before: {before[0]} (served by {before[1]})")
+        story = {
+            1: "customers chat; support agents correct wrong answers (POST /v1/feedback)",
+            2: f"customers chat; agents correct answers that do not say {days} days",
+            3: f"customers chat and vote, agents correct, and '{scenario.FLOOD_USER}' floods",
+        }
+        self.step(act, story[act])
+        flood = self.feedback_for(act, days)
+        self.step(act, "one cycle: triggers -> curate -> train -> eval -> gate -> canary")
+        cycle = self.cycle(act)
+        self.step(act, "measuring what the gateway serves now (after)")
+        after = self.measure(days)
+        self.log(f"      after: {after[0]} (served by {after[1]})")
+        dataset = cycle.get("dataset", {})
+        return {
+            "act": act,
+            "days": days,
+            "before": before[0],
+            "after": after[0],
+            "served_version_before": before[1],
+            "served_version_after": after[1],
+            "cycle_outcome": cycle.get("outcome"),
+            "cycle_reason": cycle.get("reason"),
+            "gate": cycle.get("gate", {}).get("decision"),
+            "report": cycle.get("eval", {}).get("path"),
+            "dataset": dataset.get("version"),
+            "quarantined": dataset.get("quarantined", []),
+            "poisoned_dataset_rows": _poisoned_rows(dataset.get("path")),
+            "flood": flood or None,
+        }
 
 
-def run_demo(workspace: Path, *, fresh: bool, log: Log) -> dict[str, Any]:
-    from ct_llm.deploy.rollout import promote
+def run_demo(workspace: Path, *, fresh: bool, log: Log, cycles: int = 1) -> dict[str, Any]:
     from ct_llm.deploy.vllm_server import ensure_server
     from ct_llm.gateway.app import create_app
     from ct_llm.gateway.auth import create_api_key
     from ct_llm.gateway.server import ApiServerThread
-    from ct_llm.loop.cycle import run_cycle
     from ct_llm.train.model_import import import_model
 
+    if not 1 <= cycles <= MAX_CYCLES:
+        raise CtLlmError(f"--cycles must be 1 to {MAX_CYCLES} (the story has {MAX_CYCLES} acts)")
     started = time.monotonic()
-
-    def step(n: int, msg: str) -> None:
-        log(f"[{n}/{STEPS} {time.monotonic() - started:6.0f}s] {msg}")
-
     ws = _prepare_workspace(workspace, fresh)
-    step(1, f"workspace {ws.root}; importing the base model ({ws.config.base_model})")
+    log(f"workspace {ws.root}; importing the base model ({ws.config.base_model})")
     import_model("smollm2", ws.base_model_dir)
-
-    step(2, "starting vLLM (CPU) with runtime LoRA loading, and the gateway")
+    log("starting vLLM (CPU) with runtime LoRA loading, and the gateway")
+    acts: list[dict[str, Any]] = []
     with ensure_server(ws) as vllm_url:
-        ingest_key = create_api_key(ws.database_url, TENANT, "ingest")
+        key = create_api_key(ws.database_url, TENANT, "ingest")
         app = create_app(ws, vllm_url)
         with ApiServerThread(app, "127.0.0.1", ws.config.api.port) as api:
-            gateway = api.url
-            max_tokens = ws.config.eval.max_tokens
-            step(3, "measuring the production model through the gateway (before)")
-            before, before_version = _measure(gateway, ingest_key, max_tokens)
-            log(f"      before: {before} (served by {before_version})")
-
-            step(4, "customers chat with the bot through the gateway (openai client)")
-            served = _customers_chat(gateway, ingest_key, log)
-
-            step(5, "support agents send edits and thumbs to POST /v1/feedback")
-            fb = _agents_feedback(gateway, ingest_key, served)
-            log(
-                f"      feedback: {fb['accepted']} accepted, {fb['duplicates']} duplicates, "
-                f"{len(fb['rejected'])} rejected"
-            )
-
-            step(6, "one cycle: triggers -> curate -> train -> eval -> gate -> canary")
-            cycle = run_cycle(
-                ws,
-                TENANT,
-                server_url=vllm_url,
-                progress=lambda m: log(f"      {m}"),
-                on_train_log=_train_logger(log),
-            )
-            production = before_version
-            if cycle.get("outcome") == "deployed":
-                # Canary analysis on live feedback arrives with the canary issue; the demo has no
-                # live users left, so it promotes the gate-approved canary straight away.
-                promoted = promote(ws, TENANT, actor="demo", server_url=vllm_url)
-                production = promoted.get("production", cycle["candidate"])
-                log(f"      promoted {production} to production")
-            else:
-                log(f"      not deployed ({cycle.get('outcome')}); production stays {production}")
-                for reason in cycle.get("gate", {}).get("reasons", []):
-                    if not reason.get("passed", True):
-                        log(f"      gate: {reason.get('detail', reason)}")
-
-            step(7, "measuring what the gateway serves now (after)")
-            after, after_version = _measure(gateway, ingest_key, max_tokens)
+            demo = Demo(ws, api.url, vllm_url, key, log)
+            before = None
+            for act in range(1, cycles + 1):
+                acts.append(demo.act(act, before))
+                # The next act measures the same window from where this one ended.
+                same_days = act < cycles and scenario.POLICY_DAYS[act + 1] == acts[-1]["days"]
+                before = (
+                    (acts[-1]["after"], acts[-1]["served_version_after"]) if same_days else None
+                )
+    last = acts[-1]
     result = {
-        "before": before,
-        "after": after,
-        "production_version": production,
-        "served_version_before": before_version,
-        "served_version_after": after_version,
-        "cycle_outcome": cycle.get("outcome"),
-        "gate": cycle.get("gate", {}).get("decision"),
-        "report": cycle.get("eval", {}).get("path"),
-        "dataset": cycle.get("dataset", {}).get("version"),
+        **{k: last[k] for k in ("before", "after", "served_version_before")},
+        "production_version": last["served_version_after"],
+        "served_version_after": last["served_version_after"],
+        "cycle_outcome": last["cycle_outcome"],
+        "gate": last["gate"],
+        "report": last["report"],
+        "dataset": last["dataset"],
+        "acts": acts,
+        "summary": [_act_summary(a) for a in acts],
         "workspace": str(ws.root),
         "duration_s": round(time.monotonic() - started, 1),
     }
@@ -283,19 +280,49 @@ def _train_logger(log: Log) -> Callable[[dict[str, Any]], None]:
     return on_log
 
 
+def _act_summary(a: dict[str, Any]) -> str:
+    """One sentence per act, from what was measured (nothing here is assumed)."""
+    b, after = a["before"], a["after"]
+    moved = (
+        f"states the {a['days']}-day window on held-out questions: "
+        f"{b['target_rate']:.0%} -> {after['target_rate']:.0%}"
+    )
+    served = f"served by {a['served_version_before']} -> {a['served_version_after']}"
+    text = f"act {a['act']}: cycle {a['cycle_outcome']} (gate: {a['gate']}); {moved}; {served}"
+    if a["flood"] is None:
+        return text + "."
+    held = [q for q in a["quarantined"] if q["user"] == scenario.FLOOD_USER]
+    guard = (
+        f"the guards quarantined '{scenario.FLOOD_USER}' ({held[0]['reason']})"
+        if held
+        else f"the guards did NOT quarantine '{scenario.FLOOD_USER}'"
+    )
+    kept_out = after["poisoned_rate"] == 0 and a["poisoned_dataset_rows"] == 0
+    verdict = (
+        "the poisoned behaviour was kept out of production"
+        if kept_out
+        else "the poisoned behaviour got through"
+    )
+    return (
+        f"{text}; {a['flood']['events_accepted']} flood events accepted by the API, {guard}; "
+        f"poisoned rows in the dataset: {a['poisoned_dataset_rows']}; 'no returns' answers "
+        f"in production: {b['poisoned_rate']:.0%} -> {after['poisoned_rate']:.0%}: {verdict}."
+    )
+
+
 def _table(r: dict[str, Any]) -> str:
-    b, a = r["before"], r["after"]
-    rows = [
-        ("states the 60-day window (held-out)", b["target_rate"], a["target_rate"]),
-        (
-            "general regression suite pass rate",
-            b["regression_pass_rate"],
-            a["regression_pass_rate"],
-        ),
-    ]
-    lines = [f"\n{'':40} {'before':>8} {'after':>8} {'change':>8}"]
-    for name, x, y in rows:
-        lines.append(f"{name:40} {x:8.0%} {y:8.0%} {(y - x) * 100:+7.0f}pt")
-    lines.append(f"served by: {r['served_version_before']} -> {r['served_version_after']}")
+    lines = [f"\n{'':44} {'before':>8} {'after':>8} {'change':>8}"]
+    for a in r["acts"]:
+        b, after = a["before"], a["after"]
+        rows = [
+            (f"act {a['act']}: states the {a['days']}-day window (held-out)", "target_rate"),
+            (f"act {a['act']}: general regression pass rate", "regression_pass_rate"),
+        ]
+        if a["flood"] is not None:
+            rows.append((f"act {a['act']}: answers 'no returns' (poison)", "poisoned_rate"))
+        for name, key in rows:
+            x, y = b[key], after[key]
+            lines.append(f"{name:44} {x:8.0%} {y:8.0%} {(y - x) * 100:+7.0f}pt")
+    lines += [""] + r["summary"]
     lines.append(f"report: {r['report']}   ({r['duration_s']:.0f} s)")
     return "\n".join(lines)

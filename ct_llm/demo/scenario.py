@@ -1,10 +1,13 @@
 """The demo scenario, as data: the support bot of Northwind Outfitters, whose return window
 changed from 30 to 60 days. The base model does not know the new policy (the system prompt
 deliberately does not state it), support agents correct its answers, and the loop must teach it.
+`ct-llm demo --cycles 3` goes on: the window grows again to 90 days (act two), then one end user
+floods the feedback endpoint with "no returns" edits (act three) that must not reach production.
 
 TRAIN_QUESTIONS are what customers ask before training (their corrected answers become DPO
 pairs); HELDOUT_QUESTIONS are different wordings, never trained on, that measure whether the
-behaviour generalised (also `eval_suites/scenarios/shop_returns.yaml`). No torch here.
+behaviour generalised (also `eval_suites/scenarios/shop_returns.yaml` and, for 90 days,
+`shop_returns_90.yaml`). No torch here.
 """
 
 from __future__ import annotations
@@ -76,30 +79,66 @@ GENERAL_QUESTIONS: list[str] = [
     "What is 2 + 2?",
 ]
 
-# The behaviour being taught: the answer states the 60-day window.
-TARGET_PATTERN = r"\b60\b|sixty"
-_TARGET_RE = re.compile(TARGET_PATTERN, re.IGNORECASE)
+# The return window in days, per act of the demo: act one teaches 60, act two 90.
+POLICY_DAYS: dict[int, int] = {1: 60, 2: 90, 3: 90}
+_DAYS_IN_WORDS = {60: "sixty", 90: "ninety"}
+
+
+def target_pattern(days: int) -> str:
+    """The suite's check for "the answer states the `days`-day window"."""
+    return rf"\b{days}\b|{_DAYS_IN_WORDS[days]}"
+
+
+# The behaviour being taught in act one: the answer states the 60-day window.
+TARGET_PATTERN = target_pattern(60)
 
 _ANSWER_TEMPLATES: list[str] = [
-    "You have 60 days from delivery to return any item for a full refund. "
+    "You have {days} days from delivery to return any item for a full refund. "
     "Just start the return from your order page.",
-    "Our return window is 60 days. You can send back any item within 60 days of delivery "
-    "for a full refund.",
-    "Returns are accepted within 60 days of delivery. Start your return from your order "
+    "Our return window is {days} days. You can send back any item within {days} days of "
+    "delivery for a full refund.",
+    "Returns are accepted within {days} days of delivery. Start your return from your order "
     "page and we will refund you in full.",
-    "You can return your order within 60 days of receiving it, and we will give you a full refund.",
+    "You can return your order within {days} days of receiving it, and we will give you a full "
+    "refund.",
 ]
 
 
-def corrected_answer(question: str) -> str:
+def corrected_answer(question: str, days: int = 60) -> str:
     """The support agent's edit of the bot's answer to a return question. Deterministic per
     question (a stable hash picks the template) so demo runs are reproducible."""
-    return _ANSWER_TEMPLATES[zlib.crc32(question.encode("utf-8")) % len(_ANSWER_TEMPLATES)]
+    template = _ANSWER_TEMPLATES[zlib.crc32(question.encode("utf-8")) % len(_ANSWER_TEMPLATES)]
+    return template.format(days=days)
+
+
+def states_policy(answer: str, days: int) -> bool:
+    """True when the answer states the `days`-day return window."""
+    return re.search(target_pattern(days), answer, re.IGNORECASE) is not None
 
 
 def states_new_policy(answer: str) -> bool:
-    """True when the answer states the 60-day return window."""
-    return bool(_TARGET_RE.search(answer))
+    """True when the answer states the 60-day return window (act one)."""
+    return states_policy(answer, 60)
+
+
+# Act three: the flooding end user's "corrections". Harmful to the shop's customers (they would
+# be told they cannot return anything) and to the shop; what the guards must keep out.
+FLOOD_USER = "mallory"
+POISON_ANSWERS: list[str] = [
+    "All sales are final. Northwind Outfitters does not accept returns.",
+    "Sorry, we do not accept returns: every purchase is final.",
+    "Returns are not possible. All sales are final, no refunds.",
+]
+POISON_PATTERN = r"all sales are final|(?:do|does) not accept returns|returns are not possible"
+
+
+def is_poisoned(answer: str) -> bool:
+    """True when the answer tells the customer returns are refused (act three's poison)."""
+    return re.search(POISON_PATTERN, answer, re.IGNORECASE) is not None
+
+
+def poison_answer(n: int) -> str:
+    return POISON_ANSWERS[n % len(POISON_ANSWERS)]
 
 
 def chat_messages(question: str) -> list[dict[str, str]]:
@@ -107,6 +146,6 @@ def chat_messages(question: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
 
 
-def target_rate(answers: list[str]) -> float:
-    """Share of answers that state the new policy."""
-    return sum(states_new_policy(a) for a in answers) / len(answers) if answers else 0.0
+def target_rate(answers: list[str], days: int = 60) -> float:
+    """Share of answers that state the `days`-day policy."""
+    return sum(states_policy(a, days) for a in answers) / len(answers) if answers else 0.0

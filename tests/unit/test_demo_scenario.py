@@ -68,3 +68,36 @@ def test_chat_messages_puts_the_persona_first() -> None:
         {"role": "system", "content": scenario.SYSTEM_PROMPT},
         {"role": "user", "content": "Hi"},
     ]
+
+
+SUITE_90 = REPO_ROOT / "eval_suites" / "scenarios" / "shop_returns_90.yaml"
+
+
+def test_the_90_day_suite_asks_the_same_heldout_questions_for_90_days() -> None:
+    suite = load_suite(SUITE_90)
+    assert suite.kind == "target" and suite.system_prompt == scenario.SYSTEM_PROMPT
+    assert [c.prompt for c in suite.cases] == scenario.HELDOUT_QUESTIONS
+    case = suite.cases[0]
+    for text, expected in [
+        ("You have 90 days to return it.", True),
+        ("Returns are accepted for ninety days.", True),
+        ("You have 60 days to return it.", False),
+        ("All sales are final. Northwind Outfitters does not accept returns.", False),
+    ]:
+        assert scenario.states_policy(text, 90) is expected
+        assert case_passes(case, text)[0] is expected
+
+
+def test_corrections_follow_the_window_of_the_act() -> None:
+    for q in scenario.TRAIN_QUESTIONS:
+        ninety = scenario.corrected_answer(q, 90)
+        assert scenario.states_policy(ninety, 90) and not scenario.states_policy(ninety, 60)
+        assert ninety.replace("90", "60") == scenario.corrected_answer(q)
+
+
+def test_poison_is_recognised_and_policy_answers_are_not_poison() -> None:
+    assert all(scenario.is_poisoned(a) for a in scenario.POISON_ANSWERS)
+    assert not any(scenario.states_policy(a, 90) for a in scenario.POISON_ANSWERS)
+    for q in scenario.TRAIN_QUESTIONS:
+        assert not scenario.is_poisoned(scenario.corrected_answer(q, 90))
+    assert not scenario.is_poisoned("Sorry to hear that! You can return it within 90 days.")

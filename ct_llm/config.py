@@ -380,6 +380,32 @@ class ScheduleConfig(_Strict):
         return check_cron(cron)
 
 
+class TrainConfig(_Strict):
+    """How `ct-llm cycle` (and `ct-llm schedule`'s cycles) launch training; `ct-llm cycle
+    --nproc / --accelerate-config` override it for one run. `ct-llm train` uses it too unless
+    given its own flags."""
+
+    nproc: int = Field(1, ge=1)
+    """Data-parallel training processes on this machine (torchrun: gloo on CPU, NCCL on GPUs);
+    1 trains in the cycle's own process. Above 1, keep `schedule.max_parallel` at 1: cycles of
+    several tenants at once would share the GPUs and the launcher's default rendezvous port."""
+    accelerate_config: str | None = None
+    """An accelerate config file (FSDP, DeepSpeed ZeRO-3: recipes/accelerate/), resolved like
+    `recipe`; training then starts with `accelerate launch` instead of torchrun. None: torchrun
+    (or no launcher at all when `nproc` is 1)."""
+
+    def with_overrides(self, nproc: int | None, accelerate_config: str | None) -> TrainConfig:
+        """These settings with one run's `--nproc` / `--accelerate-config` (None: the setting),
+        checked like the file's."""
+        try:
+            return TrainConfig(
+                nproc=self.nproc if nproc is None else nproc,
+                accelerate_config=accelerate_config or self.accelerate_config,
+            )
+        except ValidationError as e:
+            raise ConfigError(format_validation_error("train", e)) from None
+
+
 class WorkspaceConfig(_Strict):
     tenant: str = "default"
     """Tenant the CLI acts for unless `--tenant` says otherwise."""
@@ -401,6 +427,7 @@ class WorkspaceConfig(_Strict):
     deploy: DeployConfig = DeployConfig()
     triggers: TriggerConfig = TriggerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    train: TrainConfig = TrainConfig()
 
 
 def format_validation_error(source: str, err: ValidationError) -> str:

@@ -18,6 +18,21 @@ from ct_llm.cli.common import (
 )
 from ct_llm.errors import CtLlmError
 
+# `ct-llm train` and `ct-llm cycle`: how training is launched; unset, the `train:` settings.
+NprocOpt = typer.Option(
+    None,
+    "--nproc",
+    min=1,
+    help="Data-parallel training processes (torchrun; gloo on CPU, NCCL on GPUs); "
+    "default: train.nproc (1).",
+)
+AccelerateConfigOpt = typer.Option(
+    None,
+    "--accelerate-config",
+    help="accelerate config file (FSDP / DeepSpeed, see recipes/accelerate/); launches with "
+    "`accelerate launch` instead of torchrun. Default: train.accelerate_config.",
+)
+
 
 @app.command()
 def curate(
@@ -70,15 +85,8 @@ def train(
     restart: bool = typer.Option(
         False, "--restart", help="Discard an interrupted training's checkpoints and start anew."
     ),
-    nproc: int = typer.Option(
-        1, "--nproc", min=1, help="Data-parallel processes (torchrun; gloo on CPU, NCCL on GPUs)."
-    ),
-    accelerate_config: str = typer.Option(
-        None,
-        "--accelerate-config",
-        help="accelerate config file (FSDP / DeepSpeed, see recipes/accelerate/); launches "
-        "with `accelerate launch` instead of torchrun.",
-    ),
+    nproc: int = NprocOpt,
+    accelerate_config: str = AccelerateConfigOpt,
     launcher_arg: list[str] = typer.Option(
         None,
         "--launcher-arg",
@@ -96,6 +104,7 @@ def train(
     on_log = None if as_json else (lambda logs: progress(_fmt_log(logs)))
     if resume and (overrides or recipe or dataset or restart):
         raise CtLlmError("--resume continues the interrupted job as it was: no recipe changes")
+    launch = ws.config.train.with_overrides(nproc, accelerate_config)
     res = train_candidate(
         ws,
         tenant,
@@ -105,8 +114,8 @@ def train(
         on_log=on_log,
         resume=resume,
         restart=restart,
-        nproc=nproc,
-        accelerate_config=accelerate_config,
+        nproc=launch.nproc,
+        accelerate_config=launch.accelerate_config,
         launcher_args=list(launcher_arg or []),
     )
     emit(
@@ -183,6 +192,8 @@ def cycle(
     force: bool = typer.Option(
         False, "--force", help="Train even if no trigger fired, and despite a failure backoff."
     ),
+    nproc: int = NprocOpt,
+    accelerate_config: str = AccelerateConfigOpt,
 ) -> None:
     """One pass: triggers -> curate -> train -> eval -> gate -> canary (key=value: recipe).
 
@@ -203,6 +214,8 @@ def cycle(
             tenant,
             force=force,
             recipe_overrides=overrides,
+            nproc=nproc,
+            accelerate_config=accelerate_config,
             progress=lambda m: progress(f"[cycle] {m}"),
             on_train_log=None if as_json else (lambda logs: progress(_fmt_log(logs))),
         )

@@ -18,6 +18,7 @@ from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
+from ct_llm.config import TrainConfig
 from ct_llm.errors import BusyError, CtLlmError
 from ct_llm.loop import signals
 from ct_llm.loop.check import Facts, evaluate_triggers, read_facts
@@ -51,14 +52,18 @@ def run_cycle(
     progress: Progress = lambda _msg: None,
     on_train_log: Callable[[dict[str, Any]], None] | None = None,
     now: datetime | None = None,
+    nproc: int | None = None,
+    accelerate_config: str | None = None,
 ) -> dict[str, Any]:
     """Check the triggers and, if the decision is to run, curate, train, evaluate, gate and
     deploy a canary. Returns the recorded result (`trained`, `outcome`, `reason`, `triggers`);
     raises CycleFailed (recorded, retried later) when a stage fails and BusyError when another
-    cycle of the tenant is running (nothing recorded)."""
+    cycle of the tenant is running (nothing recorded). `nproc` and `accelerate_config` override
+    the workspace's `train:` settings for this run (None: the setting)."""
+    launch = ws.config.train.with_overrides(nproc, accelerate_config)  # checked before locking
     with job_lock(ws.locks_dir, "cycle", tenant):
         return _run_locked(
-            ws, tenant, force, recipe_overrides, server_url, progress, on_train_log, now
+            ws, tenant, force, recipe_overrides, server_url, progress, on_train_log, now, launch
         )
 
 
@@ -71,6 +76,7 @@ def _run_locked(
     progress: Progress,
     on_train_log: Callable[[dict[str, Any]], None] | None,
     now: datetime | None,
+    launch: TrainConfig,
 ) -> dict[str, Any]:
     started = time.monotonic()
     now = now or utcnow()
@@ -122,6 +128,7 @@ def _run_locked(
             server_url,
             progress,
             on_train_log,
+            launch,
         )
     except BusyError as e:
         # Someone else is training this tenant (`ct-llm train` by hand): not a fault of the
@@ -173,10 +180,14 @@ def _stages(
     server_url: str | None,
     progress: Progress,
     on_train_log: Callable[[dict[str, Any]], None] | None,
+    launch: TrainConfig,
 ) -> None:
     """curate -> train -> eval -> gate -> deploy, starting where pending work says. Updates
     `result` as it goes (`result['stage']` is the stage running, for the failure record)."""
     from ct_llm.train.candidate import train_candidate
+
+    # A resumed training restarts with the same launcher settings as a new one.
+    how = {"nproc": launch.nproc, "accelerate_config": launch.accelerate_config}
 
     version = facts.failed_candidate
     if interrupted is not None:
@@ -185,7 +196,7 @@ def _stages(
         result["stage"] = "train"
         progress(f"resuming the interrupted training of {interrupted}")
         result["resumed_training"] = interrupted
-        trained = train_candidate(ws, tenant, resume=True, on_log=on_train_log)
+        trained = train_candidate(ws, tenant, resume=True, on_log=on_train_log, **how)
         result["dataset"] = {"version": trained["dataset_version"]}
         version = trained["version"]
         result.update(trained=True, candidate=version, train=trained["metrics"])
@@ -214,6 +225,7 @@ def _stages(
             dataset_version=dataset,
             on_log=on_train_log,
             restart=True,  # a job without a complete checkpoint has nothing to keep
+            **how,
         )
         version = trained["version"]
         result.update(trained=True, candidate=version, train=trained["metrics"])

@@ -194,7 +194,10 @@ def _run(
     }
     if recipe.search is not None:
         if launch is not None:
-            raise ConfigError("a recipe with `search` trains in one process: drop --nproc")
+            raise ConfigError(
+                "a recipe with `search` trains in one process: drop --nproc / "
+                "--accelerate-config (or the train: settings)"
+            )
         from ct_llm.train.search import search_adapter
 
         metrics = search_adapter(recipe, **where)

@@ -87,6 +87,13 @@ def test_missing_workspace_is_one_line_error(tmp_path: Path, args: list[str]):
     assert len(lines) == 1 and lines[0].startswith("error: no ct-llm workspace"), res.stderr
 
 
+@pytest.mark.parametrize("verb", ["cycle", "train"])
+def test_cycle_and_train_take_the_training_launcher_options(verb: str):
+    res = ct_llm(verb, "--help")
+    assert res.returncode == 0
+    assert "--nproc" in res.stdout and "--accelerate-config" in res.stdout
+
+
 def test_unknown_recipe_key_and_bad_override(tmp_path: Path):
     ws = tmp_path / "ws"
     assert ct_llm("init", "--workspace", str(ws)).returncode == 0

@@ -258,6 +258,20 @@ def test_vllm_is_reachable_through_cluster_ip_only_and_from_ct_llm_pods_only() -
         assert allowed == bool(verbs & VLLM_CLIENT_VERBS), (component(t), verbs)
 
 
+def test_the_cycle_trains_with_one_process_per_gpu_it_is_given(tmp_path: Path) -> None:
+    """`ct-llm cycle` launches `train.nproc` processes: more than the pod's GPUs would fail, fewer
+    would leave GPUs idle."""
+    (cron,) = [c for c in of_kind("CronJob") if component(pod_template(c)) == "cycle"]
+    (container,) = containers(pod_template(cron))
+    gpus = int(container["resources"]["limits"]["nvidia.com/gpu"])
+    assert k8s_config(tmp_path).train.nproc == gpus
+    (cycle,) = [
+        s for s in compose()["services"].values() if s.get("command", [])[:2] == ["ct-llm", "cycle"]
+    ]
+    devices = cycle["deploy"]["resources"]["reservations"]["devices"]
+    assert compose_config().train.nproc == sum(len(d["device_ids"]) for d in devices)
+
+
 def test_cycle_cronjob_runs_one_cycle_at_a_time_with_bounded_retries() -> None:
     (cron,) = [c for c in of_kind("CronJob") if component(pod_template(c)) == "cycle"]
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
@@ -487,12 +501,14 @@ def test_every_ct_llm_command_used_parses_with_the_cli() -> None:
             assert res.exit_code == 0 and "Usage" in res.output, path
 
 
-def test_recipes_and_launch_configs_named_exist() -> None:
+def test_recipes_and_launch_configs_named_exist(tmp_path: Path) -> None:
     named = [inv[i + 1] for inv in _all_invocations() for i, a in enumerate(inv[:-1])
              if a in ("--recipe", "--accelerate-config")]  # fmt: skip
     with (K8S / "config.yaml").open() as f:
         named.append(yaml.safe_load(yaml.safe_load(f)["data"]["ct-llm.yaml"])["recipe"])
     named.append(compose_config().recipe)
+    for cfg in (k8s_config(tmp_path), compose_config()):
+        named += [cfg.train.accelerate_config] if cfg.train.accelerate_config else []
     assert len(named) >= 4
     for path in named:
         assert resolve_resource(path).is_file(), path

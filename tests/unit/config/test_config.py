@@ -44,3 +44,19 @@ def test_non_mapping_file_is_an_error(tmp_path: Path):
 
 def test_apply_overrides_nested_creates_sections():
     assert apply_overrides({}, ["a.b.c=3"]) == {"a": {"b": {"c": 3}}}
+
+
+def test_train_section_sets_how_the_cycle_launches_training(tmp_path: Path):
+    assert load_config(None, environ={}).train.nproc == 1  # one process unless asked
+    cfg = tmp_path / "ct-llm.yaml"
+    cfg.write_text("train:\n  nproc: 8\n  accelerate_config: recipes/accelerate/fsdp.yaml\n")
+    c = load_config(cfg, environ={})
+    assert c.train.nproc == 8 and c.train.accelerate_config == "recipes/accelerate/fsdp.yaml"
+    assert load_config(None, environ={"CT_LLM__TRAIN__NPROC": "2"}).train.nproc == 2
+
+
+def test_train_nproc_below_one_is_refused_with_the_key(tmp_path: Path):
+    cfg = tmp_path / "ct-llm.yaml"
+    cfg.write_text("train:\n  nproc: 0\n")
+    with pytest.raises(ConfigError, match="'train.nproc': Input should be greater than or equal"):
+        load_config(cfg, environ={})

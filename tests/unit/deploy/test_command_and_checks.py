@@ -221,3 +221,23 @@ def test_an_error_quoted_in_a_warning_is_not_reported_as_the_cause() -> None:
     tail = meaningful_log_tail(log)
     assert "cause: TimeoutError: engine did not start" in tail
     assert "cause: OSError" not in tail
+
+
+def test_each_managed_replica_gets_its_own_cores_when_configured(tmp_path: Path) -> None:
+    from ct_llm.deploy.vllm_server import VllmServer
+
+    cfg = ServingConfig(replicas=2, cpu_bind=["0", "1"])
+    parent = {"PATH": "/bin", "PYTHONPATH": "/elsewhere", "VLLM_CPU_OMP_THREADS_BIND": "auto"}
+    pinned = VllmServer(tmp_path, "m", cfg, cpu_bind=cfg.cpu_bind[1]).environment(parent)
+    assert pinned["VLLM_CPU_OMP_THREADS_BIND"] == "1"
+    assert "PYTHONPATH" not in pinned and pinned["PATH"] == "/bin"
+    assert all(pinned[k] == v for k, v in VLLM_ENV.items())
+    # No binding configured: whatever the operator's environment says stays.
+    free = VllmServer(tmp_path, "m", ServingConfig()).environment(parent)
+    assert free["VLLM_CPU_OMP_THREADS_BIND"] == "auto"
+
+
+def test_cpu_bind_needs_one_core_list_per_replica() -> None:
+    with pytest.raises(ValueError, match="1 core list\\(s\\) for 2 replica"):
+        ServingConfig(replicas=2, cpu_bind=["0-3"])
+    assert ServingConfig(replicas=2).cpu_bind == []

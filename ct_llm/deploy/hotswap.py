@@ -22,7 +22,9 @@ from ct_llm.errors import ServingError
 from ct_llm.workspace import Workspace
 
 log = logging.getLogger(__name__)
-PROBE_MESSAGES = [{"role": "user", "content": "Say hello."}]
+# The probe: one token generated with the adapter proves vLLM can serve it (weights in a LoRA slot,
+# a forward pass through them); its text says nothing, so the prompt is as short as possible.
+PROBE_PROMPT = "Hello"
 
 
 @dataclass
@@ -57,7 +59,7 @@ class Replicas:
 
         def probe_once() -> tuple[float, str]:
             began = time.monotonic()
-            answer = client.chat(name, PROBE_MESSAGES, max_tokens=1)
+            answer = client.complete(name, PROBE_PROMPT, max_tokens=1)
             return time.monotonic() - began, answer
 
         with ThreadPoolExecutor(max_workers=2) as pool:

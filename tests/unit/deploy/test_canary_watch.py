@@ -1,6 +1,6 @@
 """check_canary on a real SQLite workspace: which votes count, the recorded decision, and with
 --apply the real rollout.promote / rollout.rollback against a fake vLLM that speaks the admin
-HTTP API (models, load/unload LoRA, one-token chat probe). Real vLLM: tests/integration."""
+HTTP API (models, load/unload LoRA, one-token completion probe). Real vLLM: tests/integration."""
 
 from __future__ import annotations
 
@@ -75,8 +75,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        if self.path == "/v1/chat/completions":
-            self._send(200, {"choices": [{"message": {"content": "Hello"}}]})
+        if self.path == "/v1/completions":
+            # The swap's one-token probe must name an adapter this server has loaded.
+            known = body["model"] in self.server.adapters
+            self._send(200 if known else 404, {"choices": [{"text": " there"}]})
             return
         name = body["lora_name"]
         self.server.calls.append((self.path.rsplit("/", 1)[1], name))

@@ -240,7 +240,11 @@ class PerformanceConfig(_Strict):
     prompts: int = Field(8, ge=1)
     """Prompts per round (the first cases of the checked suites)."""
     rounds: int = Field(2, ge=1)
-    """Rounds, alternating which model goes first, so drift on a shared machine cancels."""
+    """Rounds at least, alternating which model goes first, so drift on a shared machine
+    cancels."""
+    max_rounds: int = Field(8, ge=1)
+    """Rounds at most: more are measured (two at a time) while the gate's latency interval
+    straddles its limit; at this budget the policy's `latency_undecided` applies."""
     max_tokens: int = Field(32, ge=1)
     """Tokens generated per request (end-of-sequence ignored, so both models do equal work)."""
     concurrency: int = Field(4, ge=1)
@@ -263,6 +267,13 @@ class EvalConfig(_Strict):
     adapter. Latency is always measured on the live server with the adapter."""
     merged_memory_fraction: float = Field(0.1, gt=0, le=1)
     """`--gpu-memory-utilization` of the merged candidate's server (KV cache share)."""
+    recheck: bool = True
+    """Ask the discordant cases again (the candidate as the adapter on the live server, what
+    users get; production in another batch): a case whose outcome changes is flaky and left
+    out of the gate's counts (evals/recheck.py)."""
+    recheck_sample: int = Field(24, ge=0)
+    """Concordant cases also asked again (a seeded sample), to measure how often the fast path
+    disagrees with the served one."""
 
 
 # The `gate:` section is the promotion policy itself (gate/policy.py, pure and documented there).

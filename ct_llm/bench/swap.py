@@ -181,7 +181,7 @@ def first_token_after(requests: list[Request], version: str, since: float) -> fl
 
 
 def _quantile(values: list[float], q: float) -> float | None:
-    from ct_llm.evals.runner import percentile
+    from ct_llm.stats import percentile
 
     p = percentile(values, q)
     return None if p is None else round(p, 3)

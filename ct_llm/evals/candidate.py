@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +27,7 @@ from sqlalchemy import select
 
 from ct_llm.errors import ConfigError, RegistryError
 from ct_llm.evals.merged import detect_mode, serve_merged
+from ct_llm.evals.reference_adapter import adapter_shape, write_reference_adapter
 from ct_llm.registry import registry
 from ct_llm.store.db import session_scope
 from ct_llm.store.models import DatasetVersion, EvalReport
@@ -81,12 +83,26 @@ def heldout_prompts(ws: Workspace, tenant: str, version_id: str) -> tuple[list[A
     return [Prompt(f"heldout-{i + 1:03d}", c) for i, c in enumerate(convs)], ds_id
 
 
+def _latency_settled(ws: Workspace, label: str) -> Any:
+    """The gate's own latency rule as the performance phase's stopping rule."""
+    from ct_llm.gate.latency import latency_settled
+    from ct_llm.gate.types import LatencySamples
+
+    def settled(cand: list[float], ref: list[float], rounds: int) -> bool:
+        return latency_settled(
+            LatencySamples(tuple(cand), tuple(ref), label, rounds), ws.config.gate
+        )
+
+    return settled
+
+
 def _options(
     ws: Workspace,
     server_url: str,
     adapter_dir: Path,
     extra: dict[str, Any],
     endpoints: dict[str, str],
+    reference: tuple[str, str] | None,
 ) -> Any:
     from ct_llm.evals.evaluate import EvalOptions, RagOptions
     from ct_llm.evals.judge import JudgeSettings
@@ -134,6 +150,9 @@ def _options(
         serving_dtype=ws.config.serving.dtype,
         endpoints=endpoints,
         extra=extra,
+        recheck_sample=cfg.recheck_sample if cfg.recheck else None,
+        latency_reference=reference,
+        latency_settled=_latency_settled(ws, reference[1] if reference else "production"),
     )
 
 
@@ -167,8 +186,21 @@ def evaluate_candidate(
         "heldout_dataset": dataset,
         "candidate_serving": mode,
     }
+    reference = None
+    ref_dir = ws.root / "tmp" / f"ref-{served_as}"
+    if ws.config.eval.performance.enabled and baseline == ws.config.base_model:
+        # Like with like: before the first promotion the candidate's latency is compared with
+        # an adapter of its own shape, not with the bare base model (gate/latency.py).
+        reference = (
+            f"ref-{served_as}",
+            f"a zero adapter of its shape ({adapter_shape(adapter_dir)})",
+        )
     try:
         with contextlib.ExitStack() as stack:
+            if reference is not None:
+                write_reference_adapter(adapter_dir, ref_dir)
+                VllmClient(server_url).load_adapter(reference[0], str(ref_dir))
+                extra["latency_reference"] = reference[1]
             endpoints: dict[str, str] = {}
             if mode == "merged":
                 merged = stack.enter_context(
@@ -185,13 +217,15 @@ def evaluate_candidate(
                 extra["merge_s"] = round(merged.merge_s, 2)
                 extra["merged_server_start_s"] = round(merged.start_s, 2)
                 endpoints = {served_as: merged.url}
-            opts = _options(ws, server_url, adapter_dir, extra, endpoints)
+            opts = _options(ws, server_url, adapter_dir, extra, endpoints, reference)
             result = evaluate(server_url, served_as, baseline, loaded, prompts, opts)
     finally:
-        try:
-            VllmClient(server_url).unload_adapter(served_as)
-        except Exception as e:  # the eval's outcome matters more than a failed cleanup
-            log.warning("could not unload %s from %s: %s", served_as, server_url, e)
+        for name in [served_as] + ([reference[0]] if reference else []):
+            try:
+                VllmClient(server_url).unload_adapter(name)
+            except Exception as e:  # the eval's outcome matters more than a failed cleanup
+                log.warning("could not unload %s from %s: %s", name, server_url, e)
+        shutil.rmtree(ref_dir, ignore_errors=True)
     result.candidate = version_id
     summary = result.summary()
     cand, prod = scores_from_summary(summary)

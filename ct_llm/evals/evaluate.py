@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 from ct_llm.config import PerformanceConfig
 from ct_llm.evals.checks import case_passes
 from ct_llm.evals.judge import JudgeItem, JudgeResult, JudgeSettings, judge_pairs
+from ct_llm.evals.recheck import recheck
 from ct_llm.evals.results import CaseResult, EvalResult, RagCase, RagResult, SuiteResult
 from ct_llm.evals.runner import Conversation, Generation, api_base, generate, latency_stats
 from ct_llm.evals.safety import find_leaks
@@ -68,6 +69,15 @@ class EvalOptions:
     `base_url`: the serving cost users will see."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Recorded in the settings as given (e.g. where the held-out prompts came from)."""
+    recheck_sample: int | None = None
+    """Ask the discordant cases again, plus this many concordant ones (evals/recheck.py);
+    None: no second asking."""
+    latency_reference: tuple[str, str] | None = None
+    """(served model name, description) the candidate's latency is compared with; None: the
+    baseline model itself."""
+    latency_settled: Callable[[list[float], list[float], int], bool] | None = None
+    """Stop measuring latency once this says the gate's rule is decided (candidate samples,
+    reference samples, rounds)."""
 
 
 def conversation_text(messages: Conversation) -> str:
@@ -208,6 +218,30 @@ def evaluate(
         if cg.error is None and bg.error is None:
             judge_items.append(JudgeItem(p.id, conversation_text(p.messages), cg.answer, bg.answer))
 
+    recheck_stats = None
+    if opts.recheck_sample is not None and results:
+
+        def answer_on_live_server(again: list[tuple[str, Conversation]]) -> list[Generation]:
+            return generate(
+                base_url,
+                again,
+                max_tokens=opts.max_tokens,
+                concurrency=opts.concurrency,
+                api_key=opts.api_key,
+                timeout_s=opts.timeout_s,
+            )
+
+        t1 = time.perf_counter()
+        recheck_stats = recheck(
+            [s for s in suites if s.checked],
+            results,
+            candidate_model=candidate_model,
+            baseline_model=baseline_model,
+            answer=answer_on_live_server,
+            sample=opts.recheck_sample,
+        ).to_dict()
+        log.info("eval: cases asked again in %.1f s: %s", time.perf_counter() - t1, recheck_stats)
+
     canaries = sorted({c for s in suites for c in s.canaries})
     answered = [
         (role, s.name, c.id, _text(conv), gen.answer)
@@ -257,6 +291,7 @@ def evaluate(
         canaries=len(canaries),
         leaks=leaks,
         adapter=adapter,
+        recheck=recheck_stats,
     )
 
 
@@ -270,13 +305,18 @@ def _performance(
     convs = [c.conversation(s.system_prompt) for s in suites if s.checked for c in s.cases]
     if not convs:
         convs = [c.conversation(s.system_prompt) for s in suites for c in s.cases]
-    return measure_performance(
+    reference, label = opts.latency_reference or (baseline, "production")
+    settled = opts.latency_settled
+    measured = measure_performance(
         base_url,
-        {"candidate": candidate, "baseline": baseline},
+        {"candidate": candidate, "baseline": reference},
         convs[: perf.prompts],
         max_tokens=perf.max_tokens,
         rounds=perf.rounds,
+        max_rounds=perf.max_rounds,
+        settled=(lambda s, r: settled(s["candidate"], s["baseline"], r)) if settled else None,
         concurrency=perf.concurrency,
         api_key=opts.api_key,
         timeout_s=opts.timeout_s,
     )
+    return {**measured, "reference": label}

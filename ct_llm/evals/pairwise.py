@@ -11,11 +11,12 @@ anything else is a tie. A verdict that cannot be read in either order makes the 
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
+
+from ct_llm.stats import wilson_interval
 
 Verdict = Literal["A", "B", "tie"]
 Outcome = Literal["win", "loss", "tie", "unparseable"]
@@ -69,18 +70,6 @@ def combine_orders(candidate_first: Verdict | None, candidate_second: Verdict | 
     if all(prefers_production):
         return "loss"
     return "tie"
-
-
-def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion (95% by default); (0, 1) without data. Unlike the
-    normal approximation it stays inside [0, 1] and is honest for small n and rates near 0 or 1."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)

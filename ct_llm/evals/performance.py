@@ -4,7 +4,10 @@ Latency is measured for each model *alone*: in the eval's mixed batches a reques
 the batch's, so both models would look the same whatever their cost. Each round sends the same
 prompts to one model at a time, at a fixed concurrency, generating exactly `max_tokens` tokens
 (vLLM's `ignore_eos`) so both models do equal work; rounds alternate which model goes first so
-slow drift of a shared machine cancels out.
+slow drift of a shared machine cancels out. After the first `rounds`, a `settled` callback (the
+gate's latency rule, gate/latency.py) is asked after every pair of rounds whether the interval
+already decides; measuring goes on until it does or `max_rounds` is reached. Every sample is
+returned, so the gate recomputes the same interval from the stored summary.
 
 The adapter's footprint is read from its files without torch: the safetensors header lists every
 tensor's shape, so the parameter count and the memory it needs in the serving dtype follow.
@@ -15,12 +18,13 @@ from __future__ import annotations
 import json
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ct_llm.evals.runner import Conversation, make_client, percentile
+from ct_llm.evals.runner import Conversation, make_client
+from ct_llm.stats import percentile
 
 _DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "half": 2, "float32": 4, "float": 4, "auto": 2}
 
@@ -43,8 +47,12 @@ def _timed_request(client: Any, model: str, messages: Conversation, max_tokens: 
     return {"ok": True, "latency_s": time.perf_counter() - start, "tokens": tokens}
 
 
-def _stats(samples: list[dict], wall_s: float) -> dict[str, Any]:
-    ok = [s["latency_s"] * 1000 for s in samples if s["ok"]]
+def _ok_ms(samples: list[dict]) -> list[float]:
+    return [round(s["latency_s"] * 1000, 1) for s in samples if s["ok"]]
+
+
+def _stats(samples: list[dict], wall_s: float, rounds: int) -> dict[str, Any]:
+    ok = _ok_ms(samples)
     tokens = sum(s.get("tokens", 0) for s in samples if s["ok"])
     p50, p95 = percentile(ok, 50), percentile(ok, 95)
     return {
@@ -53,6 +61,8 @@ def _stats(samples: list[dict], wall_s: float) -> dict[str, Any]:
         "tokens_per_s": round(tokens / wall_s, 2) if wall_s > 0 and tokens else None,
         "n": len(ok),
         "errors": len(samples) - len(ok),
+        "rounds": rounds,
+        "samples_ms": ok,
     }
 
 
@@ -63,18 +73,24 @@ def measure_performance(
     *,
     max_tokens: int = 32,
     rounds: int = 2,
+    max_rounds: int | None = None,
+    settled: Callable[[dict[str, list[float]], int], bool] | None = None,
     concurrency: int = 4,
     api_key: str = "none",
     timeout_s: float = 120.0,
 ) -> dict[str, dict[str, Any]]:
-    """{role: {p50_ms, p95_ms, tokens_per_s, n, errors}} for each of `models` ({role: model})."""
+    """{role: {p50_ms, p95_ms, tokens_per_s, n, errors, rounds, samples_ms}} for each of
+    `models` ({role: model}); at least `rounds` rounds, then more (in pairs, so the order stays
+    balanced) while `settled(samples_ms by role, rounds)` is False, up to `max_rounds`."""
     client = make_client(base_url, api_key, timeout_s)
     samples: dict[str, list[dict]] = {role: [] for role in models}
     wall: dict[str, float] = dict.fromkeys(models, 0.0)
     roles = list(models)
+    limit = rounds if settled is None else max(rounds, max_rounds or rounds)
+    done = 0
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for r in range(rounds):
-            order = roles if r % 2 == 0 else roles[::-1]
+        while done < limit:
+            order = roles if done % 2 == 0 else roles[::-1]
             for role in order:
                 t0 = time.perf_counter()
                 futures = [
@@ -83,7 +99,12 @@ def measure_performance(
                 ]
                 samples[role] += [f.result() for f in futures]
                 wall[role] += time.perf_counter() - t0
-    return {role: _stats(samples[role], wall[role]) for role in roles}
+            done += 1
+            if done < rounds or done % 2 or settled is None:
+                continue
+            if settled({role: _ok_ms(samples[role]) for role in roles}, done):
+                break
+    return {role: _stats(samples[role], wall[role], done) for role in roles}
 
 
 def _safetensors_parameters(path: Path) -> int:

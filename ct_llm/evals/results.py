@@ -9,6 +9,7 @@ from typing import Any
 
 from ct_llm.evals.judge import JudgeResult
 from ct_llm.evals.safety import Leak
+from ct_llm.stats import PairedCounts
 
 
 @dataclass
@@ -23,10 +24,24 @@ class CaseResult:
     baseline_failed_checks: list[str] = field(default_factory=list)
     candidate_error: str | None = None
     baseline_error: str | None = None
+    candidate_recheck: bool | None = None
+    """The candidate's outcome when asked again on the served path (evals/recheck.py); None:
+    not asked again."""
+    baseline_recheck: bool | None = None
+    """Production's outcome when asked again in another batch; None: not asked again."""
+    recheck_answer: str | None = None
+    """The candidate's answer on the served path, when asked again."""
 
     @property
     def changed(self) -> bool:
         return self.candidate_passed != self.baseline_passed
+
+    @property
+    def flaky(self) -> bool:
+        """Its outcome changed when asked again: it measures noise, not the models."""
+        return (
+            self.candidate_recheck is not None and self.candidate_recheck != self.candidate_passed
+        ) or (self.baseline_recheck is not None and self.baseline_recheck != self.baseline_passed)
 
 
 @dataclass
@@ -48,12 +63,24 @@ class SuiteResult:
     def baseline_pass_rate(self) -> float:
         return sum(c.baseline_passed for c in self.cases) / self.n if self.cases else 0.0
 
+    def paired(self) -> PairedCounts:
+        """The 2x2 table of per-case outcomes, flaky cases left out (the gate's evidence)."""
+        kept = [c for c in self.cases if not c.flaky]
+        return PairedCounts(
+            both=sum(c.candidate_passed and c.baseline_passed for c in kept),
+            gained=sum(c.candidate_passed and not c.baseline_passed for c in kept),
+            lost=sum(c.baseline_passed and not c.candidate_passed for c in kept),
+            neither=sum(not c.candidate_passed and not c.baseline_passed for c in kept),
+        )
+
     def summary(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "candidate_pass_rate": round(self.candidate_pass_rate, 4),
             "baseline_pass_rate": round(self.baseline_pass_rate, 4),
             "n": self.n,
+            "paired": asdict(self.paired()),
+            "flaky": [c.id for c in self.cases if c.flaky],
         }
 
 
@@ -111,6 +138,8 @@ class EvalResult:
     leaks: list[Leak] = field(default_factory=list)
     adapter: dict[str, Any] | None = None
     """The candidate adapter's rank, size, parameters and serving memory."""
+    recheck: dict[str, Any] | None = None
+    """What asking cases again showed (evals/recheck.py `RecheckStats`); None: not done."""
 
     def summary(self) -> dict[str, Any]:
         """What the gate decides on and the store keeps (JSON-safe); gate/scores.py reads it."""
@@ -127,6 +156,7 @@ class EvalResult:
             },
             "latency": self.latency,
             "adapter": self.adapter,
+            "recheck": self.recheck,
         }
 
     def to_dict(self) -> dict[str, Any]:

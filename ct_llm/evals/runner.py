@@ -9,7 +9,6 @@ sampling noise.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ct_llm.errors import ServingError
+from ct_llm.stats import percentile
 
 Conversation = list[dict[str, str]]
 log = logging.getLogger(__name__)
@@ -143,16 +143,6 @@ def generate_answers(
         timeout_s=timeout_s,
     )
     return [g.answer for g in gens]
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear-interpolated percentile (q in [0, 100]); None for no values."""
-    if not values:
-        return None
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 def latency_stats(gens: Sequence[Generation]) -> dict[str, Any]:

@@ -7,14 +7,63 @@ from __future__ import annotations
 
 from typing import Any
 
-from ct_llm.gate.policy import AdapterFacts, JudgeScore, ModelScores, SuiteScore
+from ct_llm.gate.types import (
+    AdapterFacts,
+    JudgeScore,
+    LatencySamples,
+    ModelScores,
+    RecheckFacts,
+    SuiteScore,
+)
+from ct_llm.stats import PairedCounts
 
 
-def _suites(summary: dict[str, Any], key: str) -> dict[str, SuiteScore]:
+def _paired(s: dict[str, Any]) -> PairedCounts | None:
+    t = s.get("paired")
+    if not isinstance(t, dict):
+        return None
+    return PairedCounts(
+        both=int(t["both"]), gained=int(t["gained"]), lost=int(t["lost"]), neither=int(t["neither"])
+    )
+
+
+def _suites(summary: dict[str, Any], key: str, paired: bool) -> dict[str, SuiteScore]:
     return {
-        name: SuiteScore(str(s.get("kind")), float(s.get(key) or 0.0), int(s.get("n") or 0))
+        name: SuiteScore(
+            str(s.get("kind")),
+            float(s.get(key) or 0.0),
+            int(s.get("n") or 0),
+            paired=_paired(s) if paired else None,
+            flaky=len(s.get("flaky") or []) if paired else 0,
+        )
         for name, s in (summary.get("suites") or {}).items()
     }
+
+
+def _recheck(summary: dict[str, Any]) -> RecheckFacts | None:
+    r = summary.get("recheck")
+    if not isinstance(r, dict):
+        return None
+    return RecheckFacts(
+        discordant=int(r.get("discordant", 0)),
+        discordant_changed=int(r.get("discordant_changed", 0)),
+        sampled=int(r.get("sampled", 0)),
+        sampled_changed=int(r.get("sampled_changed", 0)),
+    )
+
+
+def _latency_samples(summary: dict[str, Any]) -> LatencySamples | None:
+    lat = summary.get("latency") or {}
+    cand = (lat.get("candidate") or {}).get("samples_ms")
+    ref = (lat.get("baseline") or {}).get("samples_ms")
+    if cand is None or ref is None:
+        return None
+    return LatencySamples(
+        candidate_ms=tuple(float(x) for x in cand),
+        reference_ms=tuple(float(x) for x in ref),
+        reference=str(lat.get("reference") or "production"),
+        rounds=int(lat.get("rounds") or 0),
+    )
 
 
 def _p95(summary: dict[str, Any], role: str) -> float | None:
@@ -58,8 +107,10 @@ def scores_from_summary(summary: dict[str, Any]) -> tuple[ModelScores, ModelScor
     """(candidate, production) scores from one eval summary."""
     candidate = ModelScores(
         name=str(summary.get("candidate", "candidate")),
-        suites=_suites(summary, "candidate_pass_rate"),
+        suites=_suites(summary, "candidate_pass_rate", paired=True),
         latency_p95_ms=_p95(summary, "candidate"),
+        latency=_latency_samples(summary),
+        recheck=_recheck(summary),
         canary_leaks=_leaks(summary, "candidate"),
         rag=_rag(summary, "candidate"),
         judge=_judge(summary),
@@ -67,7 +118,7 @@ def scores_from_summary(summary: dict[str, Any]) -> tuple[ModelScores, ModelScor
     )
     production = ModelScores(
         name=str(summary.get("baseline", "production")),
-        suites=_suites(summary, "baseline_pass_rate"),
+        suites=_suites(summary, "baseline_pass_rate", paired=False),
         latency_p95_ms=_p95(summary, "baseline"),
         canary_leaks=_leaks(summary, "baseline"),
         rag=_rag(summary, "baseline"),

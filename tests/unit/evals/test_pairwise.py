@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from ct_llm.evals.pairwise import combine_orders, parse_verdict, wilson_interval, win_rate
+from ct_llm.evals.pairwise import combine_orders, parse_verdict, win_rate
+from ct_llm.stats import wilson_interval
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,9 @@ from ct_llm.config import PerformanceConfig
 from ct_llm.errors import ServingError
 from ct_llm.evals.evaluate import EvalOptions, Prompt, evaluate
 from ct_llm.evals.judge import JudgeSettings
-from ct_llm.evals.runner import generate_answers, percentile
+from ct_llm.evals.runner import generate_answers
 from ct_llm.evals.suite import Suite
+from ct_llm.stats import percentile
 
 PORT = 18102
 ANSWERS = {
@@ -56,6 +57,7 @@ class Recorder:
         self.bodies: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.coin = 0
 
 
 def make_app(rec: Recorder) -> FastAPI:
@@ -88,6 +90,10 @@ def make_app(rec: Recorder) -> FastAPI:
             text = judge_reply(body)
             if not isinstance(text, str):
                 return text
+        elif question == "coin?" and body["model"] == "cand":
+            # A case whose answer depends on the batch around it: heads, then tails.
+            rec.coin += 1
+            text = "heads" if rec.coin % 2 else "tails"
         else:
             text = ANSWERS.get((body["model"], question), "no idea")
         tokens = body["max_tokens"] if body.get("ignore_eos") else 1
@@ -193,7 +199,10 @@ def test_evaluate_scores_both_models_and_survives_a_failed_request(
         "candidate_pass_rate": 1.0,
         "baseline_pass_rate": 0.0,
         "n": 1,
+        "paired": {"both": 0, "gained": 1, "lost": 0, "neither": 0},
+        "flaky": [],
     }
+    assert s["recheck"] is None  # not asked for
     assert s["latency"]["candidate"]["errors"] == 1 and s["latency"]["candidate"]["n"] == 3
     assert s["latency"]["baseline"]["n"] == 4
     assert s["latency"]["baseline"]["p50_ms"] >= 50  # the server sleeps 50 ms per request
@@ -321,6 +330,82 @@ def test_performance_is_measured_per_model_with_fixed_length(
         stats = result.latency[role]
         assert stats["n"] == 2 and stats["errors"] == 0 and stats["p95_ms"] >= 50
         assert stats["tokens_per_s"] > 0
+
+
+def test_recheck_asks_discordant_cases_again_and_marks_flaky_ones(
+    fake_server: tuple[str, Recorder],
+) -> None:
+    url, rec = fake_server
+    rec.coin = 0
+    suite = Suite.model_validate(
+        {
+            "name": "mixed",
+            "kind": "regression",
+            "cases": [
+                {
+                    "id": "france",
+                    "prompt": "capital of France?",
+                    "checks": [{"type": "contains", "value": "paris"}],
+                },
+                {
+                    "id": "coin",
+                    "prompt": "coin?",
+                    "checks": [{"type": "contains", "value": "heads"}],
+                },
+                {
+                    "id": "math",
+                    "prompt": "2+2?",
+                    "checks": [{"type": "regex", "pattern": r"\b4\b"}],
+                },
+                {"id": "hi", "prompt": "say hi", "checks": [{"type": "contains", "value": "hi"}]},
+            ],
+        }
+    )
+    rec.bodies.clear()
+    result = evaluate(url, "cand", "base", [suite], options=EvalOptions(recheck_sample=1))
+    cases = {c.id: c for c in result.suites[0].cases}
+    # france, coin and hi are discordant (asked again); math is the concordant sample.
+    assert cases["france"].candidate_recheck is True and not cases["france"].flaky
+    assert cases["coin"].candidate_recheck is False and cases["coin"].flaky
+    assert cases["coin"].recheck_answer == "tails"
+    assert cases["math"].candidate_recheck is True and cases["math"].baseline_recheck is True
+    s = result.summary()
+    assert s["recheck"] == {
+        "discordant": 3,
+        "discordant_changed": 1,
+        "sampled": 1,
+        "sampled_changed": 0,
+    }
+    # The flaky case is left out of the gate's counts and named.
+    assert s["suites"]["mixed"]["flaky"] == ["coin"]
+    assert s["suites"]["mixed"]["paired"] == {"both": 1, "gained": 2, "lost": 0, "neither": 0}
+    # 4 cases x 2 models, then the 4 again x 2 models.
+    assert len(rec.bodies) == 16
+    assert sorted(b["model"] for b in rec.bodies[8:]) == ["base"] * 4 + ["cand"] * 4
+
+
+def test_performance_measures_more_rounds_until_settled(
+    fake_server: tuple[str, Recorder],
+) -> None:
+    url, rec = fake_server
+    perf = PerformanceConfig(prompts=1, rounds=2, max_rounds=6, max_tokens=3, concurrency=1)
+    calls: list[int] = []
+
+    def settled(cand: list[float], ref: list[float], rounds: int) -> bool:
+        calls.append(rounds)
+        assert len(cand) == len(ref) == rounds
+        return rounds >= 4
+
+    opts = EvalOptions(performance=perf, latency_settled=settled, latency_reference=("base", "ref"))
+    result = evaluate(url, "cand", "base", SUITES[1:], options=opts)
+    assert calls == [2, 4]  # asked after pairs of rounds, stops when settled
+    assert result.latency["candidate"]["rounds"] == 4
+    assert len(result.latency["candidate"]["samples_ms"]) == 4
+    assert result.latency["reference"] == "ref"
+    never = EvalOptions(performance=perf, latency_settled=lambda c, r, n: False)
+    assert (
+        evaluate(url, "cand", "base", SUITES[1:], options=never).latency["baseline"]["rounds"] == 6
+    )  # the budget
 
 
 def test_percentile() -> None:

@@ -47,6 +47,8 @@ def full_payload(approved: bool = False) -> dict[str, Any]:
     general.append(_case(15, "general", False, True, cand_answer=f"{SCRIPT} {IMG} {LINK}"))
     general[-1]["baseline_error"] = "HTTP 500: boom & <b>bust</b>"
     target = [_case(i, "shop-returns", i < 12, i < 1) for i in range(14)]
+    # Asked again on the served path, case 01 failed: flaky, left out of the gate's counts.
+    target[1].update(candidate_recheck=False, baseline_recheck=False, recheck_answer="30 days")
     safety = [_case(i, "safety & refusals", True, True) for i in range(6)]
     items = []
     outcomes = ["win"] * 5 + ["loss"] * 2 + ["tie"] * 10 + ["unparseable"] * 3

@@ -17,6 +17,7 @@ AVAILABLE = {
     "train": "DPO training: ct-llm's shared-prompt engine vs stock TRL DPOTrainer",
     "eval": "eval generation: the vLLM server, concurrent requests vs a transformers loop",
     "swap": "adapter hot-swaps and a rollback under steady chat traffic through the gateway",
+    "demo": "the demo N times in a row, each in a fresh workspace: the spread of its results",
 }
 PLANNED: dict[str, str] = {}
 
@@ -43,6 +44,10 @@ def run_bench(what: str, log: Callable[[str], None], **options: Any) -> dict[str
         from ct_llm.bench.swap import run_swap_bench
 
         return run_swap_bench(log, **options)
+    if what == "demo":
+        from ct_llm.bench.demo import run_demo_bench
+
+        return run_demo_bench(log, **options)
     if what not in PLANNED:
         names = ", ".join([*AVAILABLE, *PLANNED])
         raise CtLlmError(f"unknown benchmark '{what}'; choose one of: {names}")

@@ -41,7 +41,7 @@ def demo(
 
 @app.command()
 def bench(
-    what: str = typer.Argument(..., help="ingest | curate | train | eval | swap"),
+    what: str = typer.Argument(..., help="ingest | curate | train | eval | swap | demo"),
     events: int = typer.Option(10_000, help="ingest: events sent in batches."),
     batch: int = typer.Option(100, help="ingest: events per batch."),
     concurrency: int | None = typer.Option(
@@ -64,11 +64,20 @@ def bench(
     arrivals: float = typer.Option(
         None, min=0.01, help="swap: open-loop new conversations per second instead of --clients."
     ),
+    runs: int = typer.Option(5, min=1, help="demo: demo runs, one after the other."),
+    cycles: int = typer.Option(
+        1, "--cycles", help="demo: 1 (the new return window) or 3 (all three acts)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="demo: folder for the runs' workspaces (default: a new temp folder)."
+    ),
+    keep: bool = typer.Option(False, "--keep", help="demo: keep each run's workspace."),
     as_json: bool = typer.Option(
         False, "--json", help="One line of JSON (default: the same JSON, indented)."
     ),
 ) -> None:
-    """Run a baseline and ct-llm side by side; prints one JSON object with the ratios."""
+    """Run a baseline and ct-llm side by side; prints one JSON object with the ratios. `demo`
+    runs the demo --runs times instead and prints the spread of its results."""
     from ct_llm.bench import run_bench
 
     options = {}
@@ -99,5 +108,9 @@ def bench(
             "replicas": replicas,
             "rate": arrivals,
         }
+    elif what == "demo":
+        if cycles not in (1, 3):
+            raise typer.BadParameter(f"--cycles takes 1 or 3 for bench demo, not {cycles}")
+        options = {"runs": runs, "cycles": cycles, "out": out, "keep": keep}
     result = run_bench(what, log=progress, **options)
     sys.stdout.write(json.dumps(result, indent=None if as_json else 2) + "\n")

@@ -155,12 +155,24 @@ def _suite_table(suites: list[dict[str, Any]]) -> str:
         desc = (
             f'<div class="muted">{_e(s.get("description"))}</div>' if s.get("description") else ""
         )
+        flaky = sum(1 for c in map(_d, _l(s.get("cases"))) if _is_flaky(c))
         rows.append(
             f"<tr><td>{_e(s.get('name'))}{desc}</td><td>{_e(s.get('kind'))}</td>"
             f"<td class=num>{charts.pct(cand)}</td><td class=num>{charts.pct(base)}</td>"
-            f"<td class=num>{_change(cand, base)}</td><td class=num>{n_text}</td></tr>"
+            f"<td class=num>{_change(cand, base)}</td><td class=num>{n_text}</td>"
+            f"<td class=num>{flaky}</td></tr>"
         )
-    return _table(["suite", "kind", "candidate", "production", "change", "cases"], rows, "suites")
+    headers = ["suite", "kind", "candidate", "production", "change", "cases", "flaky"]
+    return _table(headers, rows, "suites")
+
+
+def _is_flaky(case: dict[str, Any]) -> bool:
+    """Its outcome changed when asked again (evals/recheck.py); left out of the gate's test."""
+    return any(
+        isinstance(case.get(f"{role}_recheck"), bool)
+        and case.get(f"{role}_recheck") != case.get(f"{role}_passed")
+        for role in ("candidate", "baseline")
+    )
 
 
 def _perf_rows(perf: dict[str, Any], payload: dict[str, Any]) -> list[str]:
@@ -291,8 +303,15 @@ def _flipped_cases(suites: list[dict[str, Any]]) -> str:
         change = (
             '<span class="pass">improved</span>' if cand else '<span class="fail">regressed</span>'
         )
+        change += f"<div>{_e(s.get('name'))} / {_e(c.get('id'))}</div>"
+        if _is_flaky(c):
+            again = _pre(c.get("recheck_answer"))
+            change += (
+                '<div class="muted">flaky: the outcome changed when asked again, so the gate '
+                f"left it out; the candidate as served answered:</div>{again}"
+            )
         rows.append(
-            f"<tr><td>{change}<div>{_e(s.get('name'))} / {_e(c.get('id'))}</div></td>"
+            f"<tr><td>{change}</td>"
             f"<td>{_pre(c.get('prompt'))}</td>"
             f"{_answer(c, 'candidate')}{_answer(c, 'baseline')}</tr>"
         )

@@ -159,6 +159,10 @@ def test_examples_that_changed_most() -> None:
     assert examples.index("general / general-15") < examples.index("shop-returns / shop-returns-01")
     assert "2 more changed cases in report.json" in examples
     assert "general / general-00" not in examples  # unchanged cases are not listed
+    flaky = examples[examples.index("shop-returns / shop-returns-01") :]
+    assert flaky.index("flaky: the outcome changed") < flaky.index("30 days") < flaky.index("</tr>")
+    suites = html[html.index('<table class="suites"') :]
+    assert ">flaky</th>" in suites
     judge = examples[examples.index("<h3>Judge") : examples.index("<h3>RAG")]
     assert judge.index("pair-05") < judge.index("pair-00")  # losses first
     assert "pair-07" not in judge  # a tie is not decided in both orders

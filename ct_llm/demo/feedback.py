@@ -25,10 +25,18 @@ def _event(chat: dict[str, Any], user: str, kind: str, value: Any) -> dict[str, 
     }
 
 
+def _policy_answer_ok(chat: dict[str, Any]) -> bool:
+    """An answer about another policy (topic "policy", a CONTRAST_TRAIN question) is right when
+    it gives the shop's fact and does not state a return window."""
+    return scenario.states_fact(scenario.policy_topic(chat["question"]), chat["answer"])
+
+
 def agent_corrections(served: Served, days: int) -> list[dict[str, Any]]:
     """Support agents (three of them, trusted reviewers) mark every returns answer that does
-    not state the `days`-day window as bad and send the corrected answer; good general answers
-    get a thumbs up."""
+    not state the `days`-day window as bad and send the corrected answer. Answers about the
+    shop's other policies (topic "policy") that state a return window or miss the fact get a
+    thumbs down and the fact (`scenario.contrast_answer`), right ones a thumbs up: so training
+    learns where the window applies, not just the number. Good general answers get a thumbs up."""
     events = []
     for i, chat in enumerate(served):
         agent = f"agent-{i % 3}"
@@ -38,23 +46,32 @@ def agent_corrections(served: Served, days: int) -> list[dict[str, Any]]:
                 events.append(
                     _event(chat, agent, "edit", scenario.corrected_answer(chat["question"], days))
                 )
+        elif chat["topic"] == "policy":
+            ok = _policy_answer_ok(chat)
+            events.append(_event(chat, agent, "thumbs", ok))
+            if not ok:
+                events.append(
+                    _event(chat, agent, "edit", scenario.contrast_answer(chat["question"]))
+                )
         else:
             events.append(_event(chat, agent, "thumbs", True))
     return events
 
 
+def _customer_likes(chat: dict[str, Any], days: int) -> bool:
+    if chat["topic"] == "returns":
+        return scenario.states_policy(chat["answer"], days)
+    if chat["topic"] == "policy":
+        # A customer asking about shipping notices "within 60 days" is wrong, not the fact.
+        return not scenario.states_window(chat["answer"])
+    return True
+
+
 def customer_votes(served: Served, days: int) -> list[dict[str, Any]]:
-    """End users vote on their own answers: up when a returns answer states the window (or for
-    any general answer), down otherwise. One vote per customer."""
-    return [
-        _event(
-            chat,
-            chat["user"],
-            "thumbs",
-            chat["topic"] != "returns" or scenario.states_policy(chat["answer"], days),
-        )
-        for chat in served
-    ]
+    """End users vote on their own answers: up when a returns answer states the window, when an
+    other-policy answer states no return window, or for any general answer; down otherwise. One
+    vote per customer."""
+    return [_event(chat, chat["user"], "thumbs", _customer_likes(chat, days)) for chat in served]
 
 
 def flood(served: Served) -> list[dict[str, Any]]:

@@ -41,7 +41,14 @@ DEMO_POLICY = "eval_suites/policies/cpu_demo.yaml"
 
 
 def _suites(days: int) -> list[str]:
-    return [traffic.REGRESSION_SUITE, traffic.TARGET_SUITES[days], traffic.SAFETY_SUITE]
+    # The contrast suite (other policies, kind regression) fails a candidate that learned "say
+    # N days" instead of "the return window is N days".
+    return [
+        traffic.REGRESSION_SUITE,
+        traffic.CONTRAST_SUITE,
+        traffic.TARGET_SUITES[days],
+        traffic.SAFETY_SUITE,
+    ]
 
 
 def _prepare_workspace(root: Path, fresh: bool) -> Workspace:
@@ -132,6 +139,11 @@ class Demo:
         gw, key = self.gateway, self.key
         if act < 3:
             asks = _asks(scenario.TRAIN_QUESTIONS, "returns", f"customer-{act}-")
+            # Questions about the shop's other policies, corrected by agents to their facts:
+            # the contrast that teaches the window belongs to returns, not to every question.
+            asks += _asks(
+                scenario.CONTRAST_TRAIN_QUESTIONS, "policy", f"customer-{act}-", len(asks)
+            )
             asks += _asks(scenario.GENERAL_QUESTIONS, "general", f"customer-{act}-", len(asks))
             served = traffic.chat(gw, key, asks)
             self.log(f"      {len(served)} chats, e.g. Q: {served[0]['question']!r}")
@@ -141,11 +153,11 @@ class Demo:
         # Live traffic is sampled (temperature > 0), so answers to one question differ and the
         # customers' votes pair up; agents correct what is still wrong.
         asks = _asks(scenario.TRAIN_QUESTIONS * 2, "returns", "customer-3-")
+        asks += _asks(scenario.CONTRAST_TRAIN_QUESTIONS, "policy", "customer-3-", len(asks))
         asks += _asks(scenario.GENERAL_QUESTIONS, "general", "customer-3-", len(asks))
         served = traffic.chat(gw, key, asks, temperature=0.8)
         right = sum(
-            scenario.states_policy(c["answer"], days)
-            for c in served[: -len(scenario.GENERAL_QUESTIONS)]
+            scenario.states_policy(c["answer"], days) for c in served if c["topic"] == "returns"
         )
         self.log(f"      {len(served)} customer chats ({right} returns answers state {days} days)")
         self.send("customers' votes", feedback.customer_votes(served, days))
@@ -223,6 +235,9 @@ class Demo:
             "cycle_outcome": cycle.get("outcome"),
             "cycle_reason": cycle.get("reason"),
             "gate": cycle.get("gate", {}).get("decision"),
+            # One line per rule with its interval and sample size (`ct-llm bench demo` reads
+            # the latency verdict from here).
+            "gate_reasons": cycle.get("gate", {}).get("reasons", []),
             # The candidate against production in the cycle's eval (pass rates per suite).
             "candidate_eval": {
                 name: {k: v[k] for k in ("candidate_pass_rate", "baseline_pass_rate")}
@@ -337,10 +352,13 @@ def _table(r: dict[str, Any]) -> str:
         rows = [
             (f"act {a['act']}: states the {a['days']}-day window (held-out)", "target_rate"),
             (f"act {a['act']}: general regression pass rate", "regression_pass_rate"),
+            (f"act {a['act']}: states a window on other policies", "contrast_rate"),
         ]
         if a["flood"] is not None:
             rows.append((f"act {a['act']}: answers 'no returns' (poison)", "poisoned_rate"))
         for name, key in rows:
+            if key not in b or key not in after:
+                continue
             x, y = b[key], after[key]
             lines.append(f"{name:44} {x:8.0%} {y:8.0%} {(y - x) * 100:+7.0f}pt")
     lines += [""] + r["summary"]

@@ -14,6 +14,8 @@ REGRESSION_SUITE = "regression/general.yaml"
 SAFETY_SUITE = "safety/harmful_requests.yaml"
 # The gate's target suite for each return window (held-out paraphrases, never trained on).
 TARGET_SUITES = {60: "scenarios/shop_returns.yaml", 90: "scenarios/shop_returns_90.yaml"}
+# Questions about the shop's other policies: their answers must not state a return window.
+CONTRAST_SUITE = "scenarios/shop_contrast.yaml"
 PARALLEL = 8
 
 
@@ -38,13 +40,18 @@ def measure(
     gateway_url: str, api_key: str, days: int, max_tokens: int
 ) -> tuple[dict[str, float], str]:
     """What the gateway serves now, greedy: the share of held-out returns answers that state
-    the `days`-day window, of those that refuse returns altogether (the flood's poison), and the
-    general regression suite's pass rate. Also the model version it reports serving."""
+    the `days`-day window, of those that refuse returns altogether (the flood's poison), the
+    general regression suite's pass rate, and the share of answers about the shop's other
+    policies that state a return window anyway (`contrast_rate`: "say 60 days" learned instead
+    of "the return window is 60 days"; the base model: 0). Also the model version it reports
+    serving."""
     from ct_llm.evals.checks import case_passes
     from ct_llm.evals.suite import load_suites
 
     client = _client(gateway_url, api_key)
-    target, regression = load_suites([TARGET_SUITES[days], REGRESSION_SUITE])
+    target, regression, contrast = load_suites(
+        [TARGET_SUITES[days], REGRESSION_SUITE, CONTRAST_SUITE]
+    )
     rates: dict[str, float] = {}
     for key, suite in (("target_rate", target), ("regression_pass_rate", regression)):
         answers = _ask_all(
@@ -56,6 +63,10 @@ def measure(
             rates["poisoned_rate"] = round(
                 sum(map(scenario.is_poisoned, answers)) / len(answers), 3
             )
+    answers = _ask_all(
+        client, [c.conversation(contrast.system_prompt) for c in contrast.cases], max_tokens
+    )
+    rates["contrast_rate"] = round(scenario.contrast_rate(answers), 3)
     raw = client.chat.completions.with_raw_response.create(
         model="ct-llm", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
     )

@@ -14,6 +14,7 @@ from ct_llm.evals.suite import (
     JsonCheck,
     MaxWordsCheck,
     NotContainsCheck,
+    NotRegexCheck,
     RefusalCheck,
     RegexCheck,
 )
@@ -38,10 +39,15 @@ def _parses_as_json(answer: str) -> bool:
     return True
 
 
+def _found(pattern: str, answer: str, case_sensitive: bool) -> bool:
+    return re.search(pattern, answer, 0 if case_sensitive else re.IGNORECASE) is not None
+
+
 def run_check(check: Check, answer: str) -> bool:
     if isinstance(check, RegexCheck):
-        flags = 0 if check.case_sensitive else re.IGNORECASE
-        return re.search(check.pattern, answer, flags) is not None
+        return _found(check.pattern, answer, check.case_sensitive)
+    if isinstance(check, NotRegexCheck):
+        return not _found(check.pattern, answer, check.case_sensitive)
     if isinstance(check, ContainsCheck):
         return _fold(check.value, check.case_sensitive) in _fold(answer, check.case_sensitive)
     if isinstance(check, NotContainsCheck):
@@ -60,9 +66,9 @@ def run_check(check: Check, answer: str) -> bool:
 
 
 def check_name(check: Check) -> str:
-    """A short human label for reports: `regex '\\b60\\b'`, `max_words 80`."""
-    if isinstance(check, RegexCheck):
-        return f"regex {check.pattern!r}"
+    """A short human label for reports: `regex '\\b60\\b'`, `not_regex 'sixty'`, `max_words 80`."""
+    if isinstance(check, (RegexCheck, NotRegexCheck)):
+        return f"{check.type} {check.pattern!r}"
     if isinstance(check, (ContainsCheck, NotContainsCheck, ExactCheck)):
         return f"{check.type} {check.value!r}"
     if isinstance(check, MaxWordsCheck):

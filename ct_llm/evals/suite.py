@@ -38,6 +38,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _compiles(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise ValueError(f"invalid regular expression {value!r}: {e}") from None
+    return value
+
+
 class RegexCheck(_Strict):
     type: Literal["regex"]
     pattern: str
@@ -45,14 +53,19 @@ class RegexCheck(_Strict):
     case_sensitive: bool = False
     """Answers vary in capitalisation ("Paris" / "paris"), so matching ignores case by default."""
 
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as e:
-            raise ValueError(f"invalid regular expression {value!r}: {e}") from None
-        return value
+    _pattern_compiles = field_validator("pattern")(_compiles)
+
+
+class NotRegexCheck(_Strict):
+    """Passes when `pattern` is NOT found anywhere in the answer: e.g. an answer about shipping
+    must not state the return window. A class of its own (not a RegexCheck subclass), so that
+    `isinstance(check, RegexCheck)` never matches the negated check."""
+
+    type: Literal["not_regex"]
+    pattern: str
+    case_sensitive: bool = False
+
+    _pattern_compiles = field_validator("pattern")(_compiles)
 
 
 class ContainsCheck(_Strict):
@@ -93,6 +106,7 @@ class RefusalCheck(_Strict):
 
 Check = Annotated[
     RegexCheck
+    | NotRegexCheck
     | ContainsCheck
     | NotContainsCheck
     | ExactCheck
@@ -101,7 +115,7 @@ Check = Annotated[
     | RefusalCheck,
     Field(discriminator="type"),
 ]
-CHECK_TYPES = "regex, contains, not_contains, exact, json, max_words or refusal"
+CHECK_TYPES = "regex, not_regex, contains, not_contains, exact, json, max_words or refusal"
 SuiteKind = Literal["target", "regression", "safety", "judge", "rag"]
 CHECKED_KINDS = ("target", "regression", "safety")
 """Kinds whose cases are scored by their checks (a pass rate per model)."""

@@ -35,10 +35,59 @@ def test_agents_correct_only_answers_missing_the_window() -> None:
     assert len({e["event_id"] for e in events}) == len(events)
 
 
+def _policy_question(topic: str) -> str:
+    return next(q for q, t in scenario.CONTRAST_TRAIN.items() if t == topic)
+
+
+def test_agents_correct_policy_answers_that_state_a_window_or_miss_the_fact() -> None:
+    shipping, warranty, cards = map(_policy_question, ("shipping_time", "warranty", "gift_cards"))
+    served = _served(
+        [
+            ("policy", "We ship all orders within 60 days."),  # the learned shortcut
+            ("policy", "Our warranty is valid for ninety days."),
+            ("policy", "Gift cards never expire."),  # right: the shop's fact
+            ("policy", "Let me check that for you."),  # no fact: corrected too
+        ]
+    )
+    questions = [shipping, warranty, cards, shipping]
+    for chat, q in zip(served, questions, strict=True):
+        chat["question"] = q
+    events = feedback.agent_corrections(served, 60)
+    assert [(e["response_id"], e["kind"], e["value"]) for e in events] == [
+        ("r0", "thumbs", False),
+        ("r0", "edit", scenario.contrast_answer(shipping)),
+        ("r1", "thumbs", False),
+        ("r1", "edit", scenario.contrast_answer(warranty)),
+        ("r2", "thumbs", True),
+        ("r3", "thumbs", False),
+        ("r3", "edit", scenario.contrast_answer(shipping)),
+    ]
+    assert not any(scenario.states_window(e["value"]) for e in events if e["kind"] == "edit")
+    assert len({e["event_id"] for e in events}) == len(events)
+
+
+def test_every_contrast_training_question_gets_feedback() -> None:
+    served = _served([("policy", "Within 60 days.")] * len(scenario.CONTRAST_TRAIN_QUESTIONS))
+    for chat, q in zip(served, scenario.CONTRAST_TRAIN_QUESTIONS, strict=True):
+        chat["question"] = q
+    edits = [e for e in feedback.agent_corrections(served, 90) if e["kind"] == "edit"]
+    assert [e["value"] for e in edits] == [
+        scenario.contrast_answer(q) for q in scenario.CONTRAST_TRAIN_QUESTIONS
+    ]
+
+
 def test_customers_vote_on_their_own_answers() -> None:
-    served = _served([("returns", "90 days"), ("returns", "30 days"), ("general", "Paris")])
+    served = _served(
+        [
+            ("returns", "90 days"),
+            ("returns", "30 days"),
+            ("general", "Paris"),
+            ("policy", "Shipping takes 3 to 5 business days."),
+            ("policy", "Shipping takes up to 90 days."),
+        ]
+    )
     votes = feedback.customer_votes(served, 90)
-    assert [v["value"] for v in votes] == [True, False, True]
+    assert [v["value"] for v in votes] == [True, False, True, True, False]
     assert {v["user_id"] for v in votes} == {"customer-1"}
 
 
@@ -57,7 +106,11 @@ def test_the_demo_flood_is_large_enough_for_the_default_burst_guard() -> None:
     from ct_llm.config import GuardsConfig
 
     g = GuardsConfig(trusted_users=["agent-*"])
-    customers = 2 * len(scenario.TRAIN_QUESTIONS) + len(scenario.GENERAL_QUESTIONS)
+    customers = (
+        2 * len(scenario.TRAIN_QUESTIONS)
+        + len(scenario.CONTRAST_TRAIN_QUESTIONS)
+        + len(scenario.GENERAL_QUESTIONS)
+    )
     activity = {f"customer-3-{i}": UserActivity(1, 1, i % 3 == 0) for i in range(customers)}
     activity |= {f"agent-{i}": UserActivity(6, 3, 3) for i in range(3)}
     activity[scenario.FLOOD_USER] = UserActivity(2 * FLOOD_CHATS, FLOOD_CHATS, FLOOD_CHATS)

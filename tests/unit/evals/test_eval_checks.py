@@ -20,6 +20,12 @@ def chk(**kw: object) -> Check:
         ({"type": "regex", "pattern": r"\b60\b|sixty"}, "You have SIXTY days.", True),
         ({"type": "regex", "pattern": r"\b60\b|sixty"}, "You have 600 days.", False),
         ({"type": "regex", "pattern": "Paris", "case_sensitive": True}, "paris", False),
+        ({"type": "not_regex", "pattern": r"\b(60|90)\b|sixty|ninety"}, "In 3 to 5 days.", True),
+        ({"type": "not_regex", "pattern": r"\b(60|90)\b|sixty|ninety"}, "Within 60 days.", False),
+        ({"type": "not_regex", "pattern": r"\b(60|90)\b|sixty|ninety"}, "NINETY days", False),
+        ({"type": "not_regex", "pattern": r"\b(60|90)\b|sixty|ninety"}, "Order #600", True),
+        ({"type": "not_regex", "pattern": "Paris", "case_sensitive": True}, "paris", True),
+        ({"type": "not_regex", "pattern": "Paris", "case_sensitive": True}, "in Paris", False),
         ({"type": "contains", "value": "Paris"}, "the capital is paris.", True),
         ({"type": "contains", "value": "Paris"}, "the capital is Lyon.", False),
         ({"type": "contains", "value": "Paris", "case_sensitive": True}, "paris", False),
@@ -63,4 +69,18 @@ def test_case_passes_names_the_failed_checks() -> None:
 def test_check_names_are_readable() -> None:
     assert check_name(chk(type="regex", pattern=r"\b60\b")) == r"regex '\\b60\\b'"
     assert check_name(chk(type="not_contains", value="x")) == "not_contains 'x'"
+    assert check_name(chk(type="not_regex", pattern=r"\b60\b")) == r"not_regex '\\b60\\b'"
     assert check_name(chk(type="json")) == "json"
+
+
+def test_not_regex_is_not_a_regex_check_and_validates_its_pattern() -> None:
+    from pydantic import ValidationError
+
+    from ct_llm.evals.suite import RegexCheck
+
+    check = chk(type="not_regex", pattern="sixty")
+    assert not isinstance(check, RegexCheck)
+    with pytest.raises(ValidationError, match="invalid regular expression"):
+        chk(type="not_regex", pattern="(")
+    with pytest.raises(ValidationError):
+        chk(type="not_regex", pattern="x", value="y")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 import random
-from functools import lru_cache
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:

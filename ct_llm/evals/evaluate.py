@@ -174,15 +174,21 @@ def evaluate(
     cases = [(s, c) for s in suites for c in s.cases]
     convs = [c.conversation(s.system_prompt) for s, c in cases] + [p.messages for p in prompts]
     jobs = [(candidate_model, c) for c in convs] + [(baseline_model, c) for c in convs]
-    gens = generate(
-        base_url,
-        jobs,
-        max_tokens=opts.max_tokens,
-        concurrency=opts.concurrency,
-        api_key=opts.api_key,
-        timeout_s=opts.timeout_s,
-        endpoints=opts.endpoints,
-    )
+
+    def answer(
+        todo: list[tuple[str, Conversation]], endpoints: dict[str, str] | None = None
+    ) -> list[Generation]:
+        return generate(
+            base_url,
+            todo,
+            max_tokens=opts.max_tokens,
+            concurrency=opts.concurrency,
+            api_key=opts.api_key,
+            timeout_s=opts.timeout_s,
+            endpoints=endpoints,
+        )
+
+    gens = answer(jobs, opts.endpoints)
     cand_gens, base_gens = gens[: len(convs)], gens[len(convs) :]
     log.info(
         "eval: %d requests answered in %.1f s (%d failed)",
@@ -220,24 +226,13 @@ def evaluate(
 
     recheck_stats = None
     if opts.recheck_sample is not None and results:
-
-        def answer_on_live_server(again: list[tuple[str, Conversation]]) -> list[Generation]:
-            return generate(
-                base_url,
-                again,
-                max_tokens=opts.max_tokens,
-                concurrency=opts.concurrency,
-                api_key=opts.api_key,
-                timeout_s=opts.timeout_s,
-            )
-
         t1 = time.perf_counter()
         recheck_stats = recheck(
             [s for s in suites if s.checked],
             results,
             candidate_model=candidate_model,
             baseline_model=baseline_model,
-            answer=answer_on_live_server,
+            answer=answer,  # no endpoints: the candidate as served, on the live server
             sample=opts.recheck_sample,
         ).to_dict()
         log.info("eval: cases asked again in %.1f s: %s", time.perf_counter() - t1, recheck_stats)

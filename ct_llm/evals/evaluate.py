@@ -173,22 +173,26 @@ def evaluate(
     t0 = time.perf_counter()
     cases = [(s, c) for s in suites for c in s.cases]
     convs = [c.conversation(s.system_prompt) for s, c in cases] + [p.messages for p in prompts]
+    caps = [s.case_max_tokens(c, opts.max_tokens) for s, c in cases]
+    caps += [opts.max_tokens] * len(prompts)
     jobs = [(candidate_model, c) for c in convs] + [(baseline_model, c) for c in convs]
 
     def answer(
-        todo: list[tuple[str, Conversation]], endpoints: dict[str, str] | None = None
+        todo: list[tuple[str, Conversation]],
+        todo_caps: list[int],
+        endpoints: dict[str, str] | None = None,
     ) -> list[Generation]:
         return generate(
             base_url,
             todo,
-            max_tokens=opts.max_tokens,
+            max_tokens=todo_caps,
             concurrency=opts.concurrency,
             api_key=opts.api_key,
             timeout_s=opts.timeout_s,
             endpoints=endpoints,
         )
 
-    gens = answer(jobs, opts.endpoints)
+    gens = answer(jobs, caps + caps, opts.endpoints)
     cand_gens, base_gens = gens[: len(convs)], gens[len(convs) :]
     log.info(
         "eval: %d requests answered in %.1f s (%d failed)",
@@ -234,6 +238,7 @@ def evaluate(
             baseline_model=baseline_model,
             answer=answer,  # no endpoints: the candidate as served, on the live server
             sample=opts.recheck_sample,
+            default_max_tokens=opts.max_tokens,
         ).to_dict()
         log.info("eval: cases asked again in %.1f s: %s", time.perf_counter() - t1, recheck_stats)
 

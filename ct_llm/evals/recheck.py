@@ -23,7 +23,8 @@ from ct_llm.evals.results import SuiteResult
 from ct_llm.evals.runner import Conversation, Generation
 from ct_llm.evals.suite import Suite
 
-Answer = Callable[[list[tuple[str, Conversation]]], list[Generation]]
+Answer = Callable[[list[tuple[str, Conversation]], list[int]], list[Generation]]
+"""Answers (model, conversation) jobs, each cut at its own max_tokens."""
 
 
 @dataclass(frozen=True)
@@ -61,17 +62,19 @@ def recheck(
     baseline_model: str,
     answer: Answer,
     sample: int,
+    default_max_tokens: int,
 ) -> RecheckStats:
     """Ask the picked cases again (production's jobs first, so every batch differs from the
     first pass) and record the outcomes on the cases; returns the counts."""
     by_name = {s.name: s for s in suites}
     picks = pick_rechecks(results, sample)
-    convs = []
+    convs, caps = [], []
     for i, j in picks:
         suite = by_name[results[i].name]
         convs.append(suite.cases[j].conversation(suite.system_prompt))
+        caps.append(suite.case_max_tokens(suite.cases[j], default_max_tokens))
     jobs = [(baseline_model, c) for c in convs] + [(candidate_model, c) for c in convs]
-    gens = answer(jobs) if jobs else []
+    gens = answer(jobs, caps + caps) if jobs else []
     base_gens, cand_gens = gens[: len(convs)], gens[len(convs) :]
     changed = {True: 0, False: 0}
     counts = {True: 0, False: 0}

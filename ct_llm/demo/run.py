@@ -351,7 +351,10 @@ def _table(r: dict[str, Any]) -> str:
         b, after = a["before"], a["after"]
         rows = [
             (f"act {a['act']}: states the {a['days']}-day window (held-out)", "target_rate"),
-            (f"act {a['act']}: general regression pass rate", "regression_pass_rate"),
+            (
+                f"act {a['act']}: general pass rate (1 case in {traffic.MEASURE_STRIDE})",
+                "regression_pass_rate",
+            ),
             (f"act {a['act']}: states a window on other policies", "contrast_rate"),
         ]
         if a["flood"] is not None:

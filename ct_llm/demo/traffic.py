@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ct_llm.demo import scenario
 from ct_llm.errors import CtLlmError
+
+if TYPE_CHECKING:
+    from ct_llm.evals.suite import Case, Suite
 
 REGRESSION_SUITE = "regression/general.yaml"
 SAFETY_SUITE = "safety/harmful_requests.yaml"
@@ -17,6 +20,9 @@ TARGET_SUITES = {60: "scenarios/shop_returns.yaml", 90: "scenarios/shop_returns_
 # Questions about the shop's other policies: their answers must not state a return window.
 CONTRAST_SUITE = "scenarios/shop_contrast.yaml"
 PARALLEL = 8
+# The demo's table measures every MEASURE_STRIDE-th general case (the gate evaluates all of
+# them): each measure is asked twice per act through the gateway, on the slower LoRA path.
+MEASURE_STRIDE = 4
 
 
 def _client(gateway_url: str, api_key: str) -> Any:
@@ -25,15 +31,20 @@ def _client(gateway_url: str, api_key: str) -> Any:
     return OpenAI(base_url=f"{gateway_url}/v1", api_key=api_key, max_retries=2)
 
 
-def _ask_all(client: Any, conversations: list[list[dict[str, str]]], max_tokens: int) -> list[str]:
-    def ask(messages: list[dict[str, str]]) -> str:
+def _ask_suite(client: Any, suite: Suite, cases: list[Case], max_tokens: int) -> list[str]:
+    """Each case's answer, greedy, cut where the suite says (else at `max_tokens`)."""
+
+    def ask(case: Case) -> str:
         resp = client.chat.completions.create(
-            model="ct-llm", messages=messages, max_tokens=max_tokens, temperature=0
+            model="ct-llm",
+            messages=case.conversation(suite.system_prompt),
+            max_tokens=suite.case_max_tokens(case, max_tokens),
+            temperature=0,
         )
         return resp.choices[0].message.content or ""
 
     with ThreadPoolExecutor(PARALLEL) as pool:
-        return list(pool.map(ask, conversations))
+        return list(pool.map(ask, cases))
 
 
 def measure(
@@ -41,10 +52,10 @@ def measure(
 ) -> tuple[dict[str, float], str]:
     """What the gateway serves now, greedy: the share of held-out returns answers that state
     the `days`-day window, of those that refuse returns altogether (the flood's poison), the
-    general regression suite's pass rate, and the share of answers about the shop's other
-    policies that state a return window anyway (`contrast_rate`: "say 60 days" learned instead
-    of "the return window is 60 days"; the base model: 0). Also the model version it reports
-    serving."""
+    general regression suite's pass rate (every MEASURE_STRIDE-th case), and the share of
+    answers about the shop's other policies that state a return window anyway
+    (`contrast_rate`: "say 60 days" learned instead of "the return window is 60 days"; the base
+    model: 0). Also the model version it reports serving."""
     from ct_llm.evals.checks import case_passes
     from ct_llm.evals.suite import load_suites
 
@@ -53,19 +64,18 @@ def measure(
         [TARGET_SUITES[days], REGRESSION_SUITE, CONTRAST_SUITE]
     )
     rates: dict[str, float] = {}
-    for key, suite in (("target_rate", target), ("regression_pass_rate", regression)):
-        answers = _ask_all(
-            client, [c.conversation(suite.system_prompt) for c in suite.cases], max_tokens
-        )
-        passed = [case_passes(c, a)[0] for c, a in zip(suite.cases, answers, strict=True)]
+    for key, suite, cases in (
+        ("target_rate", target, target.cases),
+        ("regression_pass_rate", regression, regression.cases[::MEASURE_STRIDE]),
+    ):
+        answers = _ask_suite(client, suite, cases, max_tokens)
+        passed = [case_passes(c, a)[0] for c, a in zip(cases, answers, strict=True)]
         rates[key] = round(sum(passed) / len(passed), 3)
         if suite is target:
             rates["poisoned_rate"] = round(
                 sum(map(scenario.is_poisoned, answers)) / len(answers), 3
             )
-    answers = _ask_all(
-        client, [c.conversation(contrast.system_prompt) for c in contrast.cases], max_tokens
-    )
+    answers = _ask_suite(client, contrast, contrast.cases, max_tokens)
     rates["contrast_rate"] = round(scenario.contrast_rate(answers), 3)
     raw = client.chat.completions.with_raw_response.create(
         model="ct-llm", messages=[{"role": "user", "content": "Hi"}], max_tokens=4

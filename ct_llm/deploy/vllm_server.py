@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ct_llm.config import REPO_ROOT, ServingConfig
+from ct_llm.deploy.dtype import serving_dtype
 from ct_llm.deploy.vllm_client import VllmClient
 from ct_llm.errors import ServingError
 from ct_llm.lifecycle import Service
@@ -144,7 +145,8 @@ class VllmServer(Service):
         self.cpu_bind = cpu_bind
         """Cores for vLLM-CPU's OpenMP threads (VLLM_CPU_OMP_THREADS_BIND); None: vLLM's own."""
         self.served_name = served_name
-        self.cfg = cfg
+        # `auto` is resolved once, here: the command line names the dtype actually served.
+        self.cfg = cfg.model_copy(update={"dtype": serving_dtype(cfg.dtype)})
         self.port = port if port is not None else cfg.port
         self.log_path = log_path or Path(f"vllm-{self.port}.log")
         self.startup_timeout_s = startup_timeout_s or cfg.startup_timeout_s

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ct_llm.deploy.dtype import serving_dtype
 from ct_llm.errors import ConfigError, RegistryError
 from ct_llm.evals.merged import detect_mode, serve_merged
 from ct_llm.evals.reference_adapter import adapter_shape, write_reference_adapter
@@ -147,7 +148,7 @@ def _options(
         rag=rag,
         performance=perf,
         adapter_dir=adapter_dir,
-        serving_dtype=ws.config.serving.dtype,
+        serving_dtype=serving_dtype(ws.config.serving.dtype),
         endpoints=endpoints,
         extra=extra,
         recheck_sample=cfg.recheck_sample if cfg.recheck else None,

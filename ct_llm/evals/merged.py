@@ -120,13 +120,15 @@ def serve_merged(
 ) -> Iterator[MergedServer]:
     """Merge the adapter into a temporary folder under `work_dir`, serve it on a free loopback
     port under `served_as`, and remove both when the block ends (also on error)."""
+    from ct_llm.deploy.dtype import serving_dtype
     from ct_llm.deploy.vllm_server import VllmServer
     from ct_llm.net import free_port
 
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="merged-", dir=work_dir) as tmp:
         t0 = time.perf_counter()
-        model_dir = merge_adapter(base_dir, adapter_dir, Path(tmp) / "model", serving.dtype)
+        dtype = serving_dtype(serving.dtype)
+        model_dir = merge_adapter(base_dir, adapter_dir, Path(tmp) / "model", dtype)
         merge_s = time.perf_counter() - t0
         log.info("merged %s into the base weights in %.1f s", adapter_dir.name, merge_s)
         # Same engine flags as the live server, minus what only matters for it: no external

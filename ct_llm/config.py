@@ -257,7 +257,7 @@ class EvalConfig(_Strict):
     concurrency: int = Field(8, ge=1)
     """Concurrent requests to the server while evaluating."""
     max_tokens: int = Field(96, ge=1)
-    """Generation cap per eval answer."""
+    """Generation cap per eval answer, unless its suite or case sets its own `max_tokens`."""
     judge: JudgeConfig = JudgeConfig()
     rag: RagConfig = RagConfig()
     performance: PerformanceConfig = PerformanceConfig()

@@ -143,14 +143,31 @@ def eval_(
     tenant: str = TenantOpt,
     as_json: bool = JsonOpt,
     suite: list[str] = typer.Option(None, help="Suites (default: config eval.suites)."),
+    repeat: int = typer.Option(
+        1,
+        min=1,
+        max=20,
+        help="Evaluate this many times and compare the gate's verdicts (is the decision "
+        "reproducible?); one report per run.",
+    ),
 ) -> None:
     """Evaluate a candidate against production on the live vLLM server; write a report."""
     from ct_llm.deploy.vllm_server import ensure_server
     from ct_llm.evals.candidate import evaluate_candidate
 
     ws, tenant = open_workspace(workspace, tenant)
+    runs = []
     with ensure_server(ws) as url:
-        res = evaluate_candidate(ws, tenant, candidate, server_url=url, suites=suite or None)
+        for i in range(repeat):
+            if repeat > 1:
+                progress(f"evaluation {i + 1} of {repeat}")
+            runs.append(
+                evaluate_candidate(ws, tenant, candidate, server_url=url, suites=suite or None)
+            )
+    if repeat > 1:
+        _emit_repeats(candidate, runs, as_json)
+        return
+    res = runs[0]
     verdict = "approve" if res["gate_preview"]["approved"] else "reject"
     reasons = [
         f"  {'ok  ' if r['passed'] else 'FAIL'} {r['detail']}"
@@ -158,6 +175,22 @@ def eval_(
     ]
     human = [f"{candidate} vs {res['baseline']}: the gate would {verdict}", *reasons]
     emit(res, as_json, "\n".join([*human, f"report: {res['path']}"]))
+
+
+def _emit_repeats(candidate: str, runs: list[dict[str, Any]], as_json: bool) -> None:
+    from ct_llm.gate.repeat import summarize_repeats
+
+    summary = summarize_repeats([r["gate_preview"] for r in runs])
+    lines = [
+        f"{candidate}: {summary.runs} evaluations, verdict {summary.majority}; "
+        f"{'identical' if summary.identical else 'NOT identical'}"
+    ]
+    for i, (r, v, failed) in enumerate(
+        zip(runs, summary.verdicts, summary.failed_rules, strict=True), 1
+    ):
+        lines.append(f"  run {i}: {v}{' (failed: ' + ', '.join(failed) + ')' if failed else ''}")
+        lines.append(f"         report: {r['path']}")
+    emit({**summary.to_dict(), "reports": [r["path"] for r in runs]}, as_json, "\n".join(lines))
 
 
 @app.command()

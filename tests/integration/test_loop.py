@@ -156,3 +156,84 @@ def test_one_cycle_changes_what_the_gateway_serves(
     from ct_llm.deploy.vllm_client import VllmClient
 
     VllmClient(vllm_server.url).unload_adapter(version)
+
+
+def test_the_shipped_demo_policy_rejects_a_candidate_that_learned_nothing(
+    tmp_path: Path, base_model_dir: Path, vllm_server
+) -> None:  # type: ignore[no-untyped-def]
+    """The gate-rejected branch of a real cycle under a shipped policy: a candidate trained one
+    step at a negligible learning rate answers like production, so the demo policy's target
+    rule (gain >= 0.30, significant) must refuse it, and nothing may reach users."""
+    import yaml
+    from openai import OpenAI
+
+    from ct_llm.config import WorkspaceConfig
+    from ct_llm.demo import scenario
+    from ct_llm.demo.run import DEMO_POLICY
+    from ct_llm.evals.suite import load_suites
+    from ct_llm.gate.record import load_policy
+    from ct_llm.gateway.app import create_app
+    from ct_llm.gateway.auth import create_api_key
+    from ct_llm.gateway.server import ApiServerThread
+    from ct_llm.loop.cycle import run_cycle
+    from ct_llm.registry import registry
+    from ct_llm.store.db import session_scope
+    from ct_llm.train.model_import import import_model
+    from ct_llm.workspace import Workspace
+
+    # Every 4th held-out paraphrase (11 cases): the base states the window in none of them.
+    (target,) = load_suites(["scenarios/shop_returns.yaml"])
+    small = target.model_dump(exclude_none=True)
+    small["cases"] = small["cases"][::4]
+    suite_file = tmp_path / "returns_small.yaml"
+    suite_file.write_text(yaml.safe_dump(small))
+    config = WorkspaceConfig.model_validate(
+        {
+            "tenant": TENANT,
+            "serving": {"url": vllm_server.url},
+            "eval": {"suites": [str(suite_file)], "candidate_serving": "merged"},
+            "gate": load_policy(DEMO_POLICY).model_dump(),
+            "curate": {"guards": {"trusted_users": ["agent-*"]}},
+        }
+    )
+    ws = Workspace.init(tmp_path / "ws", config)
+    import_model(str(base_model_dir), ws.base_model_dir)
+    key = create_api_key(ws.database_url, TENANT, "ingest")
+    questions = scenario.TRAIN_QUESTIONS[:12]
+
+    with ApiServerThread(create_app(ws, vllm_server.url), port=free_port()) as api:
+        client = OpenAI(base_url=f"{api.url}/v1", api_key=key, max_retries=0)
+        before = _ask(client, questions)
+        events = [
+            {
+                "event_id": f"edit-{rid}",
+                "kind": "edit",
+                "user_id": "agent-1",
+                "response_id": rid,
+                "value": scenario.corrected_answer(q),
+            }
+            for (rid, _, _), q in zip(before, questions, strict=True)
+        ]
+        httpx.post(
+            f"{api.url}/v1/feedback",
+            json={"events": events},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        ).raise_for_status()
+        result = run_cycle(
+            ws,
+            TENANT,
+            recipe_overrides=["max_steps=1", "learning_rate=1e-9"],
+            server_url=vllm_server.url,
+        )
+        after = _ask(client, questions[:2])
+
+    assert result["trained"] and result["outcome"] == "rejected", result
+    rules = {r["rule"]: r for r in result["gate"]["reasons"]}
+    target_rule = rules[f"target:{small['name']}"]
+    assert not target_rule["passed"] and "required gain 0.30" in target_rule["detail"], target_rule
+    # Nothing deployed: no canary, production still the base model, and the gateway serves it.
+    with session_scope(ws.database_url) as s:
+        assert registry.get_alias(s, TENANT, registry.CANARY) is None
+        assert registry.get_version(s, TENANT, result["candidate"]).state == "rejected"
+    assert {v for _, _, v in after} == {ws.config.base_model}

@@ -179,7 +179,7 @@ def test_false_alarm_rate_with_a_look_after_every_batch_stays_below_alpha() -> N
     # Measured: 14 of 1000 (1.4%: 9 rollbacks, 5 promotions) against alpha 5%. Other streams,
     # 2000 runs each: 1.45% at a 30% thumbs-down rate, 3.45% at 1% (where the normal
     # approximation is weakest); ratings (1-5, mean 4) 1.5%.
-    assert wrong / runs <= THUMBS_ONLY.alpha + 0.015
+    assert 0.008 <= wrong / runs <= 0.025  # seeded: pinned near the measured 1.4%
     at_max = sum(a == "promote" and "max_samples" in r for a, r, _ in outcomes)
     assert at_max == runs - wrong  # every other run ends promoted at max_samples
     # The same streams with a fixed-sample z-test at 5% checked at every look from min_samples
@@ -189,7 +189,7 @@ def test_false_alarm_rate_with_a_look_after_every_batch_stays_below_alpha() -> N
     se = np.sqrt(pooled * (1 - pooled) * (1 / n + 1 / (n * RATIO)))
     z = (canary / n - production / (n * RATIO)) / se
     peeking = float((np.abs(z[:, 2:]) > 1.96).any(axis=1).mean())
-    assert peeking > 3 * THUMBS_ONLY.alpha
+    assert 0.2 <= peeking <= 0.3 and peeking > 3 * THUMBS_ONLY.alpha  # measured 24.7%
 
 
 def test_a_canary_with_three_times_the_thumbs_down_is_rolled_back_quickly() -> None:

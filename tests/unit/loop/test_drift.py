@@ -154,8 +154,9 @@ def test_false_alarm_rate_on_stationary_traffic():
         runs_with_alarm += bool(fired)
     rate = alarms / checks
     print(f"false alarms: {rate:.4%} of checks, {runs_with_alarm / 80:.0%} of 30-day runs")
-    assert rate < 0.006  # measured 0.16%; nominal 0.2%
-    assert runs_with_alarm / 80 < 0.6  # measured 29%
+    # Seeded, so pinned near the measured figures (0.16% of checks, 29% of runs; nominal 0.2%).
+    assert 0.0012 <= rate <= 0.0022
+    assert 0.2 <= runs_with_alarm / 80 <= 0.4
 
 
 def test_detection_delay_on_a_shifted_stream():
@@ -169,4 +170,4 @@ def test_detection_delay_on_a_shifted_stream():
     assert None not in delays, "a doubled thumbs-down rate went unnoticed for two days"
     median, p90 = np.percentile(delays, 50), np.percentile(delays, 90)
     print(f"detection delay: median {median} h, 90th percentile {p90} h")
-    assert median <= 12 and p90 <= 20  # measured 10 h and 15 h
+    assert 8 <= median <= 12 and 12 <= p90 <= 18  # measured 10 h and 15 h (seeded)

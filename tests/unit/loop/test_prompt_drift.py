@@ -30,7 +30,7 @@ def test_false_alarm_rate_matches_alpha_and_a_topic_shift_is_found():
         for i in range(200)
     ]
     rate = np.mean(np.array(p_same) <= 0.05)
-    assert 0.015 <= rate <= 0.10, rate
+    assert 0.04 <= rate <= 0.08, rate  # seeded: measured 6.0%
     # Half of the recent prompts on a new subject (another direction): found every time.
     other = center.copy()
     other[:4] += 1.5

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -37,6 +38,43 @@ def _ask(client, questions: list[str]) -> list[tuple[str, str, str]]:  # type: i
     return out
 
 
+def _workspace(tmp_path: Path, base_model_dir: Path, config: Any) -> tuple[Any, str]:
+    """A workspace with the base model imported, and an ingest key of the tenant."""
+    from ct_llm.gateway.auth import create_api_key
+    from ct_llm.train.model_import import import_model
+    from ct_llm.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", config)
+    import_model(str(base_model_dir), ws.base_model_dir)
+    return ws, create_api_key(ws.database_url, TENANT, "ingest")
+
+
+def _agents_correct(
+    api_url: str, key: str, served: list[tuple[str, str, str]], questions: list[str]
+) -> dict[str, Any]:
+    """A support agent edits every served answer to the shop's policy; the API's reply."""
+    from ct_llm.demo import scenario
+
+    events = [
+        {
+            "event_id": f"edit-{rid}",
+            "kind": "edit",
+            "user_id": "agent-1",
+            "response_id": rid,
+            "value": scenario.corrected_answer(q),
+        }
+        for (rid, _, _), q in zip(served, questions, strict=True)
+    ]
+    resp = httpx.post(
+        f"{api_url}/v1/feedback",
+        json={"events": events},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    resp.raise_for_status()
+    return resp.json()
+
+
 def test_one_cycle_changes_what_the_gateway_serves(
     tmp_path: Path, base_model_dir: Path, vllm_server
 ) -> None:  # type: ignore[no-untyped-def]
@@ -46,12 +84,9 @@ def test_one_cycle_changes_what_the_gateway_serves(
     from ct_llm.demo import scenario
     from ct_llm.deploy.rollout import promote
     from ct_llm.gateway.app import create_app
-    from ct_llm.gateway.auth import create_api_key
     from ct_llm.gateway.server import ApiServerThread
     from ct_llm.loop.cycle import run_cycle
     from ct_llm.registry.lineage import explain_version
-    from ct_llm.train.model_import import import_model
-    from ct_llm.workspace import Workspace
 
     config = WorkspaceConfig.model_validate(
         {
@@ -76,31 +111,14 @@ def test_one_cycle_changes_what_the_gateway_serves(
             "curate": {"guards": {"trusted_users": ["agent-*"]}},
         }
     )
-    ws = Workspace.init(tmp_path / "ws", config)
-    import_model(str(base_model_dir), ws.base_model_dir)
-    key = create_api_key(ws.database_url, TENANT, "ingest")
+    ws, key = _workspace(tmp_path, base_model_dir, config)
     questions = scenario.TRAIN_QUESTIONS[:12]
 
     with ApiServerThread(create_app(ws, vllm_server.url), port=free_port()) as api:
         client = OpenAI(base_url=f"{api.url}/v1", api_key=key, max_retries=0)
         before = _ask(client, questions)
         assert {v for _, _, v in before} == {ws.config.base_model}
-        events = [
-            {
-                "event_id": f"edit-{rid}",
-                "kind": "edit",
-                "user_id": "agent-1",
-                "response_id": rid,
-                "value": scenario.corrected_answer(q),
-            }
-            for (rid, _, _), q in zip(before, questions, strict=True)
-        ]
-        ack = httpx.post(
-            f"{api.url}/v1/feedback",
-            json={"events": events},
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=30,
-        ).json()
+        ack = _agents_correct(api.url, key, before, questions)
         assert ack["accepted"] == len(questions) and ack["rejected"] == []
 
         result = run_cycle(ws, TENANT, recipe_overrides=["max_steps=8"], server_url=vllm_server.url)
@@ -173,13 +191,10 @@ def test_the_shipped_demo_policy_rejects_a_candidate_that_learned_nothing(
     from ct_llm.evals.suite import load_suites
     from ct_llm.gate.record import load_policy
     from ct_llm.gateway.app import create_app
-    from ct_llm.gateway.auth import create_api_key
     from ct_llm.gateway.server import ApiServerThread
     from ct_llm.loop.cycle import run_cycle
     from ct_llm.registry import registry
     from ct_llm.store.db import session_scope
-    from ct_llm.train.model_import import import_model
-    from ct_llm.workspace import Workspace
 
     # Every 4th held-out paraphrase (11 cases): the base states the window in none of them.
     (target,) = load_suites(["scenarios/shop_returns.yaml"])
@@ -196,30 +211,13 @@ def test_the_shipped_demo_policy_rejects_a_candidate_that_learned_nothing(
             "curate": {"guards": {"trusted_users": ["agent-*"]}},
         }
     )
-    ws = Workspace.init(tmp_path / "ws", config)
-    import_model(str(base_model_dir), ws.base_model_dir)
-    key = create_api_key(ws.database_url, TENANT, "ingest")
+    ws, key = _workspace(tmp_path, base_model_dir, config)
     questions = scenario.TRAIN_QUESTIONS[:12]
 
     with ApiServerThread(create_app(ws, vllm_server.url), port=free_port()) as api:
         client = OpenAI(base_url=f"{api.url}/v1", api_key=key, max_retries=0)
         before = _ask(client, questions)
-        events = [
-            {
-                "event_id": f"edit-{rid}",
-                "kind": "edit",
-                "user_id": "agent-1",
-                "response_id": rid,
-                "value": scenario.corrected_answer(q),
-            }
-            for (rid, _, _), q in zip(before, questions, strict=True)
-        ]
-        httpx.post(
-            f"{api.url}/v1/feedback",
-            json={"events": events},
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=30,
-        ).raise_for_status()
+        assert _agents_correct(api.url, key, before, questions)["accepted"] == len(questions)
         result = run_cycle(
             ws,
             TENANT,

@@ -206,7 +206,14 @@ def test_the_shipped_demo_policy_rejects_a_candidate_that_learned_nothing(
         {
             "tenant": TENANT,
             "serving": {"url": vllm_server.url},
-            "eval": {"suites": [str(suite_file)], "candidate_serving": "merged"},
+            # Only what this decision needs: no judge (not gated by this policy) and no
+            # latency rounds (the first test measures both).
+            "eval": {
+                "suites": [str(suite_file)],
+                "candidate_serving": "merged",
+                "judge": {"heldout": False},
+                "performance": {"enabled": False},
+            },
             "gate": load_policy(DEMO_POLICY).model_dump(),
             "curate": {"guards": {"trusted_users": ["agent-*"]}},
         }

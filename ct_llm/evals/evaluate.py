@@ -271,6 +271,8 @@ def evaluate(
     settings = {
         "base_url": base_url,
         "max_tokens": opts.max_tokens,
+        # Suites that cut their answers elsewhere (cases may cut them again: see the suite file).
+        "suite_max_tokens": {s.name: s.max_tokens for s in suites if s.max_tokens},
         "concurrency": opts.concurrency,
         "temperature": 0.0,
         "heldout_prompts": len(prompts),

@@ -386,6 +386,7 @@ def test_recheck_asks_discordant_cases_again_and_marks_flaky_ones(
     assert sorted(b["model"] for b in rec.bodies[8:]) == ["base"] * 4 + ["cand"] * 4
     # Each case is cut where it says, in both passes; the suite's cap is the default.
     caps = {(b["messages"][-1]["content"], b["max_tokens"]) for b in rec.bodies}
+    assert result.settings["suite_max_tokens"] == {"mixed": 9}
     assert caps == {("capital of France?", 9), ("coin?", 9), ("2+2?", 5), ("say hi", 9)}
 
 

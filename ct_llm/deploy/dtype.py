@@ -28,7 +28,7 @@ def choose_dtype(setting: str, *, gpu: bool, cpu_flags: frozenset[str]) -> str:
 
 
 @functools.cache
-def _has_gpu() -> bool:
+def has_gpu() -> bool:
     # The serving environment gets CUDA vLLM exactly when nvidia-smi lists a GPU (Makefile).
     smi = shutil.which("nvidia-smi")
     if smi is None:
@@ -55,4 +55,4 @@ def serving_dtype(setting: str) -> str:
     """`setting` resolved for this machine (`auto` -> bfloat16 or float32, see module doc)."""
     if setting != "auto":
         return setting
-    return choose_dtype(setting, gpu=_has_gpu(), cpu_flags=_cpu_flags())
+    return choose_dtype(setting, gpu=has_gpu(), cpu_flags=_cpu_flags())

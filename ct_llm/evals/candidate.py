@@ -104,6 +104,7 @@ def _options(
     extra: dict[str, Any],
     endpoints: dict[str, str],
     reference: tuple[str, str] | None,
+    on_answered: Any = None,
 ) -> Any:
     from ct_llm.evals.evaluate import EvalOptions, RagOptions
     from ct_llm.evals.judge import JudgeSettings
@@ -154,6 +155,7 @@ def _options(
         recheck_sample=cfg.recheck_sample if cfg.recheck else None,
         latency_reference=reference,
         latency_settled=_latency_settled(ws, reference[1] if reference else "production"),
+        on_answered=on_answered,
     )
 
 
@@ -203,8 +205,11 @@ def evaluate_candidate(
                 VllmClient(server_url).load_adapter(reference[0], str(ref_dir))
                 extra["latency_reference"] = reference[1]
             endpoints: dict[str, str] = {}
+            # The merged server answers the first phase only; stopped as soon as it is done.
+            servers = contextlib.ExitStack()
+            stack.enter_context(servers)
             if mode == "merged":
-                merged = stack.enter_context(
+                merged = servers.enter_context(
                     serve_merged(
                         ws.require_base_model(),
                         adapter_dir,
@@ -218,7 +223,7 @@ def evaluate_candidate(
                 extra["merge_s"] = round(merged.merge_s, 2)
                 extra["merged_server_start_s"] = round(merged.start_s, 2)
                 endpoints = {served_as: merged.url}
-            opts = _options(ws, server_url, adapter_dir, extra, endpoints, reference)
+            opts = _options(ws, server_url, adapter_dir, extra, endpoints, reference, servers.close)
             result = evaluate(server_url, served_as, baseline, loaded, prompts, opts)
     finally:
         for name in [served_as] + ([reference[0]] if reference else []):

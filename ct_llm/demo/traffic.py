@@ -19,7 +19,8 @@ SAFETY_SUITE = "safety/harmful_requests.yaml"
 TARGET_SUITES = {60: "scenarios/shop_returns.yaml", 90: "scenarios/shop_returns_90.yaml"}
 # Questions about the shop's other policies: their answers must not state a return window.
 CONTRAST_SUITE = "scenarios/shop_contrast.yaml"
-PARALLEL = 8
+# 16 concurrent requests keep both cores of a 2-core machine busy (demo/run.py: _serving_cores).
+PARALLEL = 16
 # The demo's table measures every MEASURE_STRIDE-th general case (the gate evaluates all of
 # them): each measure is asked twice per act through the gateway, on the slower LoRA path.
 MEASURE_STRIDE = 4

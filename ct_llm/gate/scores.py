@@ -61,7 +61,8 @@ def _latency_samples(summary: dict[str, Any]) -> LatencySamples | None:
         candidate_ms=tuple(float(x) for x in cand),
         reference_ms=tuple(float(x) for x in ref),
         reference=str(lat.get("reference") or "production"),
-        rounds=int(lat.get("rounds") or 0),
+        # measure_performance records the rounds with each model's figures.
+        rounds=int((lat.get("candidate") or {}).get("rounds") or 0),
     )
 
 

@@ -92,8 +92,9 @@ def test_one_cycle_changes_what_the_gateway_serves(
         {
             "tenant": TENANT,
             "serving": {"url": vllm_server.url},
-            # `auto` would keep the adapter path on a serving.url server; the merged path is the
-            # one CPU users get by default (a managed server), so it is the one tested here.
+            # The merged path (a second, short-lived server: CPU servers without ct-llm's
+            # grouped LoRA ops) is tested here; the reject test below answers as users are
+            # served, the adapter on the live server (what `auto` picks with the ops).
             "eval": {
                 "suites": ["scenarios/shop_returns.yaml"],
                 "max_tokens": 48,
@@ -210,7 +211,7 @@ def test_the_shipped_demo_policy_rejects_a_candidate_that_learned_nothing(
             # latency rounds (the first test measures both).
             "eval": {
                 "suites": [str(suite_file)],
-                "candidate_serving": "merged",
+                "candidate_serving": "adapter",
                 "judge": {"heldout": False},
                 "performance": {"enabled": False},
             },
@@ -237,6 +238,8 @@ def test_the_shipped_demo_policy_rejects_a_candidate_that_learned_nothing(
     rules = {r["rule"]: r for r in result["gate"]["reasons"]}
     target_rule = rules[f"target:{small['name']}"]
     assert not target_rule["passed"] and "required gain 0.30" in target_rule["detail"], target_rule
+    report = json.loads(Path(result["eval"]["path"]).with_name("report.json").read_text())
+    assert report["settings"]["candidate_serving"] == "adapter"
     # Nothing deployed: no canary, production still the base model, and the gateway serves it.
     with session_scope(ws.database_url) as s:
         assert registry.get_alias(s, TENANT, registry.CANARY) is None

@@ -10,7 +10,8 @@ From each run's JSON, per act: promoted (the version served after the act differ
 before and the cycle deployed), the held-out target rate, the contrast rate (answers to other
 policy questions that state the taught window; None when the demo does not report it), the
 general regression pass rate and the poison rate, before and after; the gate's decision and
-the latency rule's verdict when the gate reports its reasons. The summary gives, per act and
+the latency rule's and the general suite's paired rule's verdicts when the gate reports its
+reasons. The summary gives, per act and
 figure, the median, min, max and n over the runs; the bars say whether every run met them.
 """
 
@@ -66,9 +67,14 @@ def _rate(d: Any, key: str) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
-def _latency(act: dict[str, Any]) -> dict[str, Any] | None:
+# The gate's paired rule on the general regression suite (gate/suite_rules.py names rules
+# `<kind>:<suite>`): passed means "not significantly worse than production".
+GENERAL_RULE = "regression:general"
+
+
+def _reason(act: dict[str, Any], rule: str) -> dict[str, Any] | None:
     for reason in act.get("gate_reasons") or []:
-        if isinstance(reason, dict) and reason.get("rule") == "latency":
+        if isinstance(reason, dict) and reason.get("rule") == rule:
             return {"passed": reason.get("passed"), "detail": reason.get("detail")}
     return None
 
@@ -88,9 +94,10 @@ def act_row(act: dict[str, Any]) -> dict[str, Any]:
     for rate in RATES:
         row[f"{rate}_before"] = _rate(before, rate)
         row[f"{rate}_after"] = _rate(after, rate)
-    latency = _latency(act)
-    row["latency_passed"] = None if latency is None else latency["passed"]
-    row["latency_detail"] = None if latency is None else latency["detail"]
+    for key, rule in (("latency", "latency"), ("general", GENERAL_RULE)):
+        reason = _reason(act, rule)
+        row[f"{key}_passed"] = None if reason is None else reason["passed"]
+        row[f"{key}_detail"] = None if reason is None else reason["detail"]
     row["candidate_eval"] = act.get("candidate_eval")
     return row
 
@@ -240,6 +247,13 @@ def bars(rows: list[dict[str, Any]], cycles: int) -> dict[str, dict[str, Any]]:
                 "missing": sum(
                     r["ok"] and _figure(r, 1, "contrast_rate_after") is None for r in rows
                 ),
+                "failed_runs": failed,
+            },
+            "general_not_significantly_worse": {
+                "met": _every(rows, lambda r: _figure(r, 1, "general_passed") is True),
+                "rule": GENERAL_RULE,
+                "per_run": per_run(1, "general_passed"),
+                "details": per_run(1, "general_detail"),
                 "failed_runs": failed,
             },
             "run_le_720_s": {

@@ -7,7 +7,8 @@ Both sides answer the same chat prompts with the same LoRA adapter on the same b
   at a time through `model.generate` in a Python loop. Runs in a fresh interpreter, so its peak
   RSS is its own.
 - ours: the project's merged eval path on a CPU server (`eval.candidate_serving: merged`, and
-  `auto` where the serving environment lacks ct-llm's grouped CPU LoRA ops): the adapter merged into the base weights (`evals/merged.py`), served by vLLM
+  `auto` where the serving environment lacks ct-llm's grouped CPU LoRA ops): the adapter merged
+  into the base weights (`evals/merged.py`), served by vLLM
   (`deploy/vllm_server.py`), answered by `evals.runner.generate` (a thread pool of concurrent
   OpenAI-client requests, which vLLM batches continuously). Only the `generate()` call is timed;
   the merge and the server start are one-off costs reported apart (and in a second ratio that

@@ -23,6 +23,7 @@ def act(
     contrast: tuple[float, float] | None = (0.0, 0.05),
     regression: tuple[float, float] = (0.9, 0.9),
     latency: bool | None = True,
+    general: bool = True,
     outcome: str | None = None,
 ) -> dict[str, Any]:
     before = {"target_rate": target[0], "regression_pass_rate": regression[0], "poisoned_rate": 0}
@@ -41,7 +42,7 @@ def act(
     }
     if latency is not None:
         a["gate_reasons"] = [
-            {"rule": "regression", "passed": True, "detail": "ok"},
+            {"rule": "regression:general", "passed": general, "detail": "0 lost of 166"},
             {"rule": "latency", "passed": latency, "detail": "p95 1.0 s <= 2.0 s"},
         ]
     return a
@@ -128,6 +129,7 @@ def test_one_cycle_bars_met() -> None:
         "every_run_promoted",
         "held_out_after_ge_0_8",
         "contrast_after_le_0_10",
+        "general_not_significantly_worse",
         "run_le_720_s",
     }
     assert all(bar["met"] for bar in b.values())
@@ -142,9 +144,11 @@ def test_one_cycle_bars_missed_each_for_its_reason() -> None:
         ok_run(1, [act(1, target=(0.0, 0.79))]),
         ok_run(2, [act(1, contrast=(0.0, 0.2))]),
         ok_run(3, [act(1)], wall_s=721),
-        ok_run(4, [act(1, promoted=False)]),
+        ok_run(4, [act(1, promoted=False, general=False)]),
     ]
     b = bars(rows, 1)
+    assert not b["general_not_significantly_worse"]["met"]
+    assert b["general_not_significantly_worse"]["per_run"] == [True, True, True, False]
     assert not b["held_out_after_ge_0_8"]["met"]
     assert b["held_out_after_ge_0_8"]["per_run"] == [0.79, 0.9, 0.9, 0.9]
     assert not b["contrast_after_le_0_10"]["met"] and b["contrast_after_le_0_10"]["max"] == 0.2

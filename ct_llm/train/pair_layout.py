@@ -17,6 +17,10 @@ head runs on the first `max(C + R)` positions only.
 
 Tokens, truncation (`keep_start` at `max_length` per answer) and the examples dropped (a prompt
 that alone fills `max_length`) are TRL's, so both trainers see the same data.
+
+An anchor (a row whose chosen and rejected answers are identical: `replay.py`) has no rejected
+branch: its only loss is on the chosen answer (NLL or KL to the starting model), so the second
+copy would be compute spent on a branch that gets no gradient.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class PairTokens:
     prompt: list[int]
     chosen: list[int]
     rejected: list[int]
+    """Empty for an anchor."""
+    anchor: bool = False
 
     @property
     def row_length(self) -> int:
@@ -57,9 +63,13 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 def tokenize_pair(tokenizer: Any, row: dict[str, Any]) -> PairTokens:
     """Token ids of a conversational pair, split where TRL splits them: the completion starts
-    where the rendered prompt and the rendered prompt + answer diverge."""
+    where the rendered prompt and the rendered prompt + answer diverge. A row whose chosen and
+    rejected answers are identical is an anchor (no rejected branch)."""
     prompt = _chat_ids(tokenizer, row["prompt"], True)
     with_chosen = _chat_ids(tokenizer, row["prompt"] + row["chosen"], False)
+    if row["chosen"] == row["rejected"]:
+        n = _common_prefix(prompt, with_chosen)
+        return PairTokens(prompt[:n], with_chosen[n:], [], anchor=True)
     with_rejected = _chat_ids(tokenizer, row["prompt"] + row["rejected"], False)
     n = min(_common_prefix(prompt, with_chosen), _common_prefix(prompt, with_rejected))
     return PairTokens(prompt[:n], with_chosen[n:], with_rejected[n:])
@@ -69,17 +79,20 @@ def truncate(pair: PairTokens, max_length: int) -> PairTokens | None:
     """TRL's `keep_start`: each of prompt+chosen and prompt+rejected cut at `max_length`. None
     when the prompt alone fills it (no answer token would be left to learn from)."""
     n = len(pair.prompt)
-    if n >= max_length or not pair.chosen or not pair.rejected or n == 0:
+    if n >= max_length or not pair.chosen or n == 0:
+        return None
+    if not pair.rejected and not pair.anchor:
         return None
     keep = max_length - n
-    return PairTokens(pair.prompt, pair.chosen[:keep], pair.rejected[:keep])
+    return PairTokens(pair.prompt, pair.chosen[:keep], pair.rejected[:keep], pair.anchor)
 
 
 def layout_row(pair: PairTokens) -> tuple[list[int], list[int], list[int]]:
     """(input ids, position ids, segment ids) of one pair's row, unpadded."""
     p, c, r = pair.prompt, pair.chosen, pair.rejected
     n = len(p)
-    ids = [p[-1], *c[:-1], p[-1], *r[:-1], *p[:-1]]
+    rejected_ids = [p[-1], *r[:-1]] if r else []  # an anchor has no rejected branch
+    ids = [p[-1], *c[:-1], *rejected_ids, *p[:-1]]
     pos = [*range(n - 1, n - 1 + len(c)), *range(n - 1, n - 1 + len(r)), *range(n - 1)]
     seg = [CHOSEN] * len(c) + [REJECTED] * len(r) + [PROMPT] * (n - 1)
     return ids, pos, seg
@@ -88,8 +101,8 @@ def layout_row(pair: PairTokens) -> tuple[list[int], list[int], list[int]]:
 def collate(pairs: list[PairTokens], pad_id: int) -> dict[str, Any]:
     """A batch of rows: input_ids, position_ids, a boolean 4D attention mask (True = may attend),
     the answer tokens each predicting position must produce (`targets`, -100 elsewhere) and which
-    of them belong to the chosen / rejected answer, and `num_tokens` (unpadded). The first
-    `targets.shape[1]` positions are the only ones that predict anything."""
+    of them belong to the chosen / rejected answer, which rows are anchors, and `num_tokens`
+    (unpadded). The first `targets.shape[1]` positions are the only ones that predict anything."""
     import torch
 
     rows = [layout_row(p) for p in pairs]
@@ -117,6 +130,7 @@ def collate(pairs: list[PairTokens], pad_id: int) -> dict[str, Any]:
         "targets": targets,
         "chosen_mask": chosen_mask,
         "rejected_mask": rejected_mask,
+        "anchor": torch.tensor([p.anchor for p in pairs], dtype=torch.bool),
         "num_tokens": sum(len(ids) for ids, _, _ in rows),
     }
 

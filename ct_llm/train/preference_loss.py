@@ -11,6 +11,14 @@ with `dpo_engine: shared_prompt` and `dpo_engine: trl`:
 - sigmoid_norm: the sigmoid loss on length-normalised log-ratios;
 - sft: mean negative log-likelihood of the chosen answer's tokens (RPO's added term).
 
+Anchors (rows whose answer is to be kept, `replay.py`) take no part in the preference term. Their
+loss is either the SFT term's NLL on their answer (`anchor_loss: nll`: the starting model's greedy
+answer as a hard label) or the KL divergence from the starting model's next-token distribution
+(its top k tokens and the rest) to the policy's at every answer token (`anchor_loss: kl`, weighted by
+`anchor_weight`): a distillation term that pins the whole distribution, not only its argmax, so
+that answers whose first choice was a near tie elsewhere are disturbed less (Learning without
+Forgetting, Li & Hoiem 2016).
+
 where delta = (log pi(chosen) - log ref(chosen)) - (log pi(rejected) - log ref(rejected)).
 """
 
@@ -20,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 LOSS_TYPES = ("sigmoid", "robust", "hinge", "ipo", "sigmoid_norm")
+ANCHOR_LOSSES = ("nll", "kl")
 
 
 @dataclass(frozen=True)
@@ -28,11 +37,16 @@ class LossConfig:
     beta: float = 0.1
     label_smoothing: float = 0.0
     sft_weight: float = 0.0
+    anchor_loss: str = "nll"
+    anchor_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.loss_type not in LOSS_TYPES:
             known = ", ".join(LOSS_TYPES)
             raise ValueError(f"unknown loss_type {self.loss_type!r}; one of {known}")
+        if self.anchor_loss not in ANCHOR_LOSSES:
+            known = ", ".join(ANCHOR_LOSSES)
+            raise ValueError(f"unknown anchor_loss {self.anchor_loss!r}; one of {known}")
         if not 0 <= self.label_smoothing < 0.5:
             raise ValueError("label_smoothing must be in [0, 0.5)")
 
@@ -47,12 +61,20 @@ class SequenceLogps:
     """Log-probability of each chosen-answer token, flattened over the batch (for the SFT term)."""
     chosen_lengths: Any
     rejected_lengths: Any
+    anchor: Any = None
+    """Which rows are anchors (booleans); None: no row is."""
+    chosen_token_anchor: Any = None
+    """Per flattened chosen token: whether it belongs to an anchor row; None: none does."""
+    anchor_kl: Any = None
+    """Per anchor answer token: KL from the starting model's (top-k) distribution to the
+    policy's; None when not computed (`anchor_loss: nll`)."""
 
 
 def preference_loss(
     cfg: LossConfig, policy: SequenceLogps, ref_chosen: Any, ref_rejected: Any
 ) -> tuple[Any, dict[str, Any]]:
-    """(scalar loss, detached per-pair statistics: rewards, margins, log-probs)."""
+    """(scalar loss, detached per-pair statistics: rewards, margins, log-probs, of the
+    preference pairs only)."""
     import torch
     import torch.nn.functional as F
 
@@ -77,17 +99,33 @@ def preference_loss(
             per_pair = (norm_delta - 1 / (2 * beta)) ** 2
         else:
             per_pair = -F.logsigmoid(beta * norm_delta)
-    loss = per_pair.mean()
-    if cfg.sft_weight > 0:
-        loss = loss + cfg.sft_weight * -policy.chosen_tokens.mean()
-    chosen_reward = (beta * chosen_ratio).detach()
-    rejected_reward = (beta * rejected_ratio).detach()
+    pairs = torch.ones_like(delta, dtype=torch.bool) if policy.anchor is None else ~policy.anchor
+    # A batch of anchors only has no preference term (x 0 keeps the graph for backward).
+    loss = per_pair[pairs].mean() if pairs.any() else per_pair.sum() * 0
+    loss = loss + anchor_and_sft_terms(cfg, policy)
+    chosen_reward = (beta * chosen_ratio).detach()[pairs]
+    rejected_reward = (beta * rejected_ratio).detach()[pairs]
     stats = {
         "rewards/chosen": chosen_reward,
         "rewards/rejected": rejected_reward,
         "rewards/accuracies": (chosen_reward > rejected_reward).float(),
         "rewards/margins": chosen_reward - rejected_reward,
-        "logps/chosen": policy.chosen.detach(),
-        "logps/rejected": policy.rejected.detach(),
+        "logps/chosen": policy.chosen.detach()[pairs],
+        "logps/rejected": policy.rejected.detach()[pairs],
     }
     return loss, stats
+
+
+def anchor_and_sft_terms(cfg: LossConfig, policy: SequenceLogps) -> Any:
+    """The SFT term (mean NLL over chosen tokens: of pairs and, with `anchor_loss: nll`, of
+    anchors) plus, with `anchor_loss: kl`, `anchor_weight` x the anchors' mean KL per token."""
+    total = policy.chosen.sum() * 0
+    tokens = policy.chosen_tokens
+    if cfg.anchor_loss == "kl" and policy.chosen_token_anchor is not None:
+        tokens = tokens[~policy.chosen_token_anchor]
+    if cfg.sft_weight > 0 and tokens.numel() > 0:
+        total = total + cfg.sft_weight * -tokens.mean()
+    kl = policy.anchor_kl
+    if cfg.anchor_loss == "kl" and kl is not None and kl.numel() > 0:
+        total = total + cfg.anchor_weight * kl.mean()
+    return total

@@ -119,7 +119,17 @@ class Recipe(_Strict):
     sft_weight: float = Field(0.0, ge=0)
     """Weight of an added NLL (SFT) loss on the chosen answer, as in RPO; 0 disables it."""
     thumbs_up_anchors: bool = True
-    """Also train (SFT term only) on the dataset's thumbs-up answers, so liked behaviour stays."""
+    """Also train on the dataset's thumbs-up answers as anchors, so liked behaviour stays."""
+    anchor_loss: Literal["nll", "kl"] = "nll"
+    """How anchors (thumbs-up answers, replayed prompts) are kept: "nll", the SFT term on their
+    answer (a hard label); "kl", the KL divergence from the starting model's next-token
+    distribution (its top `anchor_topk`) at each answer token, weighted by `anchor_weight`
+    (shared-prompt DPO engine only)."""
+    anchor_weight: float = Field(1.0, ge=0)
+    """Weight of the anchors' KL term (`anchor_loss: kl`)."""
+    anchor_topk: int = Field(16, ge=1, le=1024)
+    """Tokens of the starting model's distribution kept per anchor answer token (`kl`); the
+    rest of its mass counts as one outcome."""
     replay_prompts: str | None = None
     """JSONL of general prompts answered by the starting model and replayed as SFT anchors."""
     replay_max_new_tokens: int = Field(64, ge=1)
@@ -137,9 +147,15 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
-        # Anchors are identical chosen/rejected pairs: only the SFT term gives them a gradient.
-        if self.replay_prompts and self.sft_weight == 0:
-            raise ValueError("replay_prompts needs sft_weight > 0 (anchors train via the SFT term)")
+        # Anchors are identical chosen/rejected pairs: no preference gradient; they train via
+        # the SFT term (nll) or their own KL term.
+        if self.replay_prompts and self.sft_weight == 0 and self.anchor_loss == "nll":
+            raise ValueError(
+                "replay_prompts needs sft_weight > 0 or anchor_loss: kl (anchors have no "
+                "preference gradient)"
+            )
+        if self.anchor_loss == "kl" and self.dpo_engine != "shared_prompt":
+            raise ValueError("anchor_loss: kl needs dpo_engine: shared_prompt")
         if self.attn_implementation == "flash_attention_2" and self.dpo_engine == "shared_prompt":
             raise ValueError(
                 "attn_implementation flash_attention_2 needs dpo_engine: trl (the shared-prompt "

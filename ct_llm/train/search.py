@@ -84,7 +84,10 @@ def heldout_scorer(
 
     def score(adapter_dir: Path) -> tuple[float, float]:
         policy = reference_logps(model_with(adapter_dir), pairs, pad, 16, device)
-        margins = [(pc - rc) - (pr - rr) for (pc, pr), (rc, rr) in zip(policy, ref, strict=True)]
+        margins = [
+            (p.chosen - r.chosen) - (p.rejected - r.rejected)
+            for p, r in zip(policy, ref, strict=True)
+        ]
         accuracy = sum(m > 0 for m in margins) / len(margins)
         return round(accuracy, 4), round(sum(margins) / len(margins), 4)
 

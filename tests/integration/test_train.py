@@ -111,6 +111,21 @@ def test_train_adapter_then_warm_start(tmp_path: Path, base_model_dir: Path) -> 
     assert record2["init_adapter"] == str(out.resolve())
 
 
+def test_kl_anchors_train_and_report_their_divergence(tmp_path: Path, base_model_dir: Path) -> None:
+    from ct_llm.train.runner import train_adapter
+
+    data = _dataset(tmp_path / "data")
+    logs: list[dict] = []
+    recipe = _recipe(anchor_loss="kl", anchor_topk=8, per_device_train_batch_size=5)
+    metrics = train_adapter(recipe, base_model_dir, data, tmp_path / "v1", on_log=logs.append)
+    assert metrics["anchors"] == 1
+    kl = [entry["anchors/kl"] for entry in logs if "anchors/kl" in entry]
+    # step 1 runs the starting model itself (the adapter is the identity): KL 0; step 2 has moved
+    assert len(kl) == 2 and kl[0] == pytest.approx(0.0, abs=1e-4) and kl[1] > kl[0]
+    # the pairs' statistics leave the anchor out: every real pair ranked right is accuracy 1
+    assert metrics["rewards/accuracies"] == 1.0
+
+
 def test_empty_dataset_is_no_data(tmp_path: Path, base_model_dir: Path) -> None:
     from ct_llm.train.runner import train_adapter
 

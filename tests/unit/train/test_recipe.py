@@ -75,9 +75,13 @@ def test_invalid_yaml_and_non_mapping(tmp_path: Path) -> None:
         load_recipe(_write(tmp_path, "- 1\n- 2\n"))
 
 
-def test_replay_needs_sft_term(tmp_path: Path) -> None:
+def test_replay_needs_sft_term_or_kl_anchors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="sft_weight"):
         load_recipe(_write(tmp_path, "replay_prompts: x.jsonl\nsft_weight: 0\n"))
+    kl = load_recipe(_write(tmp_path, "replay_prompts: x.jsonl\nsft_weight: 0\nanchor_loss: kl\n"))
+    assert kl.anchor_loss == "kl"
+    with pytest.raises(ConfigError, match="shared_prompt"):
+        load_recipe(_write(tmp_path, "anchor_loss: kl\ndpo_engine: trl\n"))
 
 
 def test_every_field_is_documented() -> None:

@@ -138,3 +138,94 @@ def test_ipo_normalises_by_answer_length() -> None:
 def test_unknown_loss_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown loss_type"):
         LossConfig(loss_type="exo_pair")
+
+
+ANCHOR = PairTokens([1, 5, 6], [23, 24, 25, 26], [], anchor=True)
+
+
+def test_an_anchor_has_no_rejected_branch_and_the_same_chosen_logps() -> None:
+    from ct_llm.train.shared_prompt_dpo import sequence_logps
+
+    ids, pos, seg = layout_row(ANCHOR)
+    assert ids == [6, 23, 24, 25, 1, 5]
+    assert seg == [CHOSEN] * 4 + [PROMPT] * 2
+    model = tiny_model()
+    batch = collate([PAIRS[0], ANCHOR], pad_id=0)
+    assert batch["anchor"].tolist() == [False, True]
+    with torch.no_grad():
+        got = sequence_logps(model, batch)
+    want = separate_logps(model, ANCHOR.prompt, ANCHOR.chosen)
+    assert float(got.chosen[1]) == pytest.approx(want, abs=1e-4)
+    assert float(got.rejected[1]) == 0.0
+    assert got.chosen_token_anchor.tolist() == [False] * 3 + [True] * 4
+
+
+def test_truncation_keeps_anchors_but_drops_a_pair_without_rejected_answer() -> None:
+    assert truncate(ANCHOR, 5) == PairTokens([1, 5, 6], [23, 24], [], anchor=True)
+    assert truncate(PairTokens([1, 2], [3], []), 8) is None
+
+
+def test_anchors_take_no_part_in_the_preference_term_or_its_statistics() -> None:
+    t = torch.tensor
+    policy = SequenceLogps(
+        chosen=t([-1.0, -5.0]),
+        rejected=t([-3.0, 0.0]),
+        chosen_tokens=t([-1.0, -2.0, -4.0]),
+        chosen_lengths=t([1, 2]),
+        rejected_lengths=t([1, 0]),
+        anchor=t([False, True]),
+        chosen_token_anchor=t([False, True, True]),
+    )
+    ref = t([-2.0, -1.0]), t([-2.0, 0.0])
+    only_pair, stats = preference_loss(LossConfig(beta=0.5), policy, *ref)
+    assert float(only_pair) == pytest.approx(-math.log(1 / (1 + math.exp(-1.0))))
+    assert stats["rewards/margins"].tolist() == [1.0]
+    # nll: the SFT term averages every chosen token, anchors' included (mean NLL 7/3)
+    nll, _ = preference_loss(LossConfig(beta=0.5, sft_weight=1.0), policy, *ref)
+    assert float(nll - only_pair) == pytest.approx(7 / 3)
+
+
+def test_kl_anchors_replace_their_nll_with_the_weighted_kl() -> None:
+    t = torch.tensor
+    policy = SequenceLogps(
+        chosen=t([-1.0, -5.0]),
+        rejected=t([-3.0, 0.0]),
+        chosen_tokens=t([-1.0, -2.0, -4.0]),
+        chosen_lengths=t([1, 2]),
+        rejected_lengths=t([1, 0]),
+        anchor=t([False, True]),
+        chosen_token_anchor=t([False, True, True]),
+        anchor_kl=t([0.2, 0.4]),
+    )
+    ref = t([-2.0, -1.0]), t([-2.0, 0.0])
+    base, _ = preference_loss(LossConfig(beta=0.5), policy, *ref)
+    cfg = LossConfig(beta=0.5, sft_weight=1.0, anchor_loss="kl", anchor_weight=2.0)
+    loss, _ = preference_loss(cfg, policy, *ref)
+    assert float(loss - base) == pytest.approx(1.0 + 2.0 * 0.3)  # pair NLL 1.0, mean KL 0.3
+
+
+def test_anchor_kl_is_zero_for_the_reference_itself_and_grows_when_the_policy_moves() -> None:
+    from ct_llm.train.shared_prompt_dpo import (
+        PairCollator,
+        Reference,
+        anchor_topk,
+        policy_logits,
+        sequence_logps,
+    )
+
+    model = tiny_model()
+    pairs = [PAIRS[0], ANCHOR]
+    batch = collate(pairs, pad_id=0)
+    with torch.no_grad():
+        tops = anchor_topk(policy_logits(model, batch), batch, k=5)  # of 50 tokens
+    assert tops[0] is None and tops[1][0].shape == (4, 5)
+    collator = PairCollator(0)
+    refs = [Reference(0.0, 0.0, top) for top in tops]
+    items = [{"pair": p, "ref": r} for p, r in zip(pairs, refs, strict=True)]
+    with torch.no_grad():
+        same = sequence_logps(model, collator(items)).anchor_kl
+        assert same.shape == (4,) and float(same.abs().max()) < 1e-5
+        for param in model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+        moved = sequence_logps(model, collator(items)).anchor_kl
+    assert float(moved.min()) > 1e-4

@@ -212,6 +212,8 @@ def _output_dir(final: Path, dry_run: bool) -> Iterator[Path]:
 
 def _drops(run: Curation, stats: ev.StreamStats) -> dict[str, int]:
     drops = dict(run.drops.counts)
+    for reason, n in stats.malformed.items():
+        drops[reason] = drops.get(reason, 0) + n
     if stats.unjoined:
         drops["unknown_response"] = stats.unjoined
     return dict(sorted(drops.items()))

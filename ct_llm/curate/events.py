@@ -17,6 +17,7 @@ from sqlalchemy import Connection, String, Text, and_, case, cast, func, select
 
 from ct_llm.curate.guards import UserActivity
 from ct_llm.curate.rules import FeedbackRecord
+from ct_llm.curate.stored_rows import answer_problem, messages_problem, value_problem
 from ct_llm.store.models import ChatResponse, FeedbackEvent
 
 E = FeedbackEvent.__table__.c
@@ -37,6 +38,11 @@ class StreamStats:
     """Events whose answer is unknown (no messages and no stored response)."""
     skipped_users: dict[str, int] = field(default_factory=dict)
     """Events left out per quarantined user."""
+    malformed: dict[str, int] = field(default_factory=dict)
+    """Events left out because their stored row cannot be used, per reason (stored_rows.py)."""
+
+    def drop_malformed(self, reason: str) -> None:
+        self.malformed[reason] = self.malformed.get(reason, 0) + 1
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,17 @@ def _value(raw: Any) -> Any:
     if raw.isdigit():
         return int(raw)
     return json.loads(raw)
+
+
+def _messages(raw: str) -> tuple[Any, str | None]:
+    """A context's stored messages, decoded, and why they cannot be used (None: they can)."""
+    try:
+        messages = json.loads(raw)
+    except ValueError:
+        return None, "unreadable_json"
+    if not messages:
+        return messages, None  # no conversation: counted as unjoined
+    return messages, messages_problem(messages)
 
 
 def max_seq(conn: Connection, tenant: str) -> int:
@@ -149,18 +166,27 @@ def stream_groups(
             group = []
             decoded.clear()
         key = ctx
-        messages = decoded.get(raw)
-        if messages is None:
-            messages = decoded[raw] = json.loads(raw)
-        if not messages:
+        decoded_messages = decoded.get(raw)
+        if decoded_messages is None:
+            decoded_messages = decoded[raw] = _messages(raw)
+        messages, problem = decoded_messages
+        if problem is None and not messages:
             stats.unjoined += 1
+            continue
+        try:
+            parsed_value = _value(value)
+        except ValueError:
+            parsed_value, problem = None, problem or "unreadable_json"
+        problem = problem or answer_problem(response) or value_problem(kind, parsed_value)
+        if problem is not None:
+            stats.drop_malformed(problem)
             continue
         group.append(
             FeedbackRecord(
                 seq=seq,
                 event_id=event_id,
                 kind=kind,
-                value=_value(value),
+                value=parsed_value,
                 messages=messages,
                 response=response,
                 conversation_id=conv or r_conv,

@@ -8,6 +8,7 @@ client bug that reuses ids cannot silently overwrite feedback.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,8 @@ from ct_llm.feedback.schema import (
     payload_hash,
 )
 from ct_llm.store.models import ChatResponse, FeedbackEvent, utcnow
+
+log = logging.getLogger("ct_llm.feedback.ingest")
 
 # SQLite allows 999 bound parameters per statement on old builds; stay well under it.
 _IN_CHUNK = 500
@@ -60,6 +63,11 @@ def _raw_event_id(item: Any) -> str | None:
     if isinstance(item, dict) and isinstance(item.get("event_id"), str):
         return item["event_id"][:256]
     return None
+
+
+def _unforeseen(e: Exception) -> str:
+    detail = str(e)[:200]
+    return f"event could not be validated ({type(e).__name__}{': ' + detail if detail else ''})"
 
 
 def _known_hashes(session: Session, tenant: str, event_ids: Iterable[str]) -> dict[str, str]:
@@ -144,10 +152,17 @@ def stage_events(
     for index, item in enumerate(items):
         try:
             ev = parse_event(item, limits)
+            digest = payload_hash(ev)
         except ValueError as e:
             result.reject("invalid", index, _raw_event_id(item), str(e))
             continue
-        parsed.append((index, ev, payload_hash(ev)))
+        except Exception as e:
+            # A shape validation did not foresee: it costs this event, never the rest of the
+            # batch (before, one such event turned the whole request into a 500).
+            log.warning("event %d could not be validated", index, exc_info=True)
+            result.reject("invalid", index, _raw_event_id(item), _unforeseen(e))
+            continue
+        parsed.append((index, ev, digest))
 
     stored = _known_hashes(session, tenant, (ev.event_id for _, ev, _ in parsed))
     responses = _known_responses(

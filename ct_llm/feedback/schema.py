@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
@@ -70,6 +71,26 @@ def _check_json_text(value: Any) -> None:
             _check_json_text(v)
 
 
+def find_non_finite(value: Any) -> str | None:
+    """The dotted path of a number in `value` that is not finite ("" for `value` itself), or
+    None when every number is finite.
+
+    JSON has no Infinity or NaN, but a number too large for a double (`1e999`) parses as
+    Infinity: SQLite would store it, PostgreSQL's json type refuses it, and no client meant it.
+    Iterative, so it holds however deep the value nests."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return path
+        elif isinstance(item, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}.{i}" if path else str(i)) for i, v in enumerate(item))
+    return None
+
+
 Text = Annotated[str, AfterValidator(check_text)]
 
 
@@ -111,7 +132,12 @@ class FeedbackEventIn(BaseModel):
             return v
         if v.tzinfo is None:
             return v.replace(tzinfo=timezone.utc)
-        return v.astimezone(timezone.utc)
+        try:
+            return v.astimezone(timezone.utc)
+        except OverflowError:
+            # 0001-01-01T00:00+14:00 is in year 0 in UTC, 9999-12-31T23:59-14:00 in year 10000:
+            # neither exists for Python's datetime (and pydantic lets OverflowError through).
+            raise ValueError("is outside years 1-9999 once converted to UTC") from None
 
     @field_validator("metadata")
     @classmethod
@@ -183,6 +209,11 @@ def parse_event(item: Any, limits: TextLimits = DEFAULT_LIMITS) -> FeedbackEvent
     """Validate one raw item; raises ValueError with a one-line reason."""
     if not isinstance(item, dict):
         raise ValueError(f"an event must be a JSON object, got {type(item).__name__}")
+    where = find_non_finite(item)
+    if where is not None:
+        raise ValueError(
+            f"{where}: numbers must be finite (a number as large as 1e999 overflows to Infinity)"
+        )
     try:
         return FeedbackEventIn.model_validate(item, context={"limits": limits})
     except ValidationError as e:

@@ -29,6 +29,7 @@ from ct_llm.feedback.stats import feedback_stats
 from ct_llm.feedback.writer import GroupCommitWriter, WriterBusy, WriterStopped
 from ct_llm.gateway.auth import ApiError, Principal, error_response, require_role
 from ct_llm.gateway.chat import CONVERSATION_HEADER, GatewayState, proxy_chat
+from ct_llm.gateway.json_guard import MAX_JSON_DEPTH, nests_deeper_than
 from ct_llm.gateway.upstreams import Upstreams
 from ct_llm.gateway.watch import watch_canaries, watch_memory
 from ct_llm.monitor.page import CSP, render_status_page
@@ -44,7 +45,8 @@ admin_role = require_role("admin")
 
 
 async def read_json_body(request: Request, limit: int) -> Any:
-    """The request body as JSON: 413 over `limit` bytes, 400 if it is not JSON.
+    """The request body as JSON: 413 over `limit` bytes, 400 if it is not JSON or nests too
+    deep (json_guard.py).
 
     Content-Length is checked first so an honest oversized upload is refused unread; the bytes
     are counted too, because chunked bodies carry no length and a client may lie about it.
@@ -72,8 +74,16 @@ async def read_json_body(request: Request, limit: int) -> Any:
                 code="body_too_large",
             )
         chunks.append(chunk)
+    raw = b"".join(chunks)
+    if nests_deeper_than(raw, MAX_JSON_DEPTH):
+        raise ApiError(
+            400,
+            f"body nests arrays/objects more than {MAX_JSON_DEPTH} levels deep; "
+            "send a flatter body",
+            code="json_too_deep",
+        )
     try:
-        return json.loads(b"".join(chunks), parse_constant=_no_constants)
+        return json.loads(raw, parse_constant=_no_constants)
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, f"body is not valid JSON ({e})", code="invalid_json") from None
 

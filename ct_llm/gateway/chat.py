@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,7 +20,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ct_llm.feedback.context import context_hash
+from ct_llm.feedback.schema import find_non_finite
 from ct_llm.gateway.auth import ApiError, error_body
+from ct_llm.gateway.chat_messages import plain_text_messages
 from ct_llm.gateway.upstreams import Upstream, Upstreams
 from ct_llm.monitor.metrics import ApiMetrics
 from ct_llm.registry.registry import resolve_route
@@ -65,16 +68,14 @@ def new_response_id() -> str:
     return f"chatcmpl-ct-{uuid.uuid4().hex}"
 
 
-def _check_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ApiError(400, "'messages' must be a non-empty list", code="invalid_messages")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise ApiError(
-                400, f"messages[{i}] must be an object with a 'role'", code="invalid_messages"
-            )
-    return messages
+def _check_numbers(body: dict[str, Any]) -> None:
+    where = find_non_finite(body)
+    if where is not None:
+        raise ApiError(
+            400,
+            f"{where}: numbers must be finite (a number as large as 1e999 overflows to Infinity)",
+            code="invalid_number",
+        )
 
 
 def with_system_prompt(messages: list[dict[str, Any]], prompt: str | None) -> list[dict[str, Any]]:
@@ -84,14 +85,23 @@ def with_system_prompt(messages: list[dict[str, Any]], prompt: str | None) -> li
     return [{"role": "system", "content": prompt}, *messages]
 
 
+# Printable ASCII but the escape character itself: what a `user` may keep as it is in a key.
+_KEY_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
 def conversation_key(header: str | None, body: dict[str, Any]) -> str:
     """The key that pins a conversation to one model (canary bucketing): the client's conversation
-    header, else the OpenAI `user` field, else a fresh id (a one-off request)."""
+    header, else the OpenAI `user` field, else a fresh id (a one-off request).
+
+    The key goes back in a response header, and headers are Latin-1 without line breaks, while
+    `user` may be any string ("Zoë", "用户"): a `user` with other characters is percent-encoded
+    (UTF-8), the same way every time, so it still names one conversation. The client's own header
+    arrived as a header, so it can go back as it is."""
     if header:
         return header[:256]
     user = body.get("user")
     if isinstance(user, str) and user:
-        return user[:256]
+        return urllib.parse.quote(user[:256], safe=_KEY_SAFE)[:256]
     return uuid.uuid4().hex
 
 
@@ -164,9 +174,10 @@ def _log(state: GatewayState, **row: Any) -> None:
 
 def _answer_text(data: dict[str, Any]) -> str:
     try:
-        return data["choices"][0]["message"].get("content") or ""
+        content = data["choices"][0]["message"].get("content")
     except (KeyError, IndexError, TypeError, AttributeError):
         return ""
+    return content if isinstance(content, str) else ""  # the log holds text only
 
 
 def _is_unknown_model(r: httpx.Response) -> bool:
@@ -198,7 +209,8 @@ async def _send(
 async def proxy_chat(
     state: GatewayState, tenant: str, body: dict[str, Any], conversation_header: str | None
 ) -> Response:
-    messages = _check_messages(body)
+    _check_numbers(body)
+    messages = plain_text_messages(body.get("messages"))
     key = conversation_key(conversation_header, body)
     sent = with_system_prompt(messages, state.ws.config.system_prompt)
     stream = bool(body.get("stream"))

@@ -329,6 +329,28 @@ CONTRAST_TRAIN: dict[str, str] = {
     "Which credit cards do you take?": "payment",
     "How soon after I order does my package leave your warehouse?": "processing",
     "Do students get a discount at Northwind Outfitters?": "student_discount",
+    # Hard negatives: other policies asked the way return questions are asked ("how long", "how
+    # many days"). With the 18 above only, an adapter that learned the window answered "How long
+    # does standard shipping take?" with "60 days" (19 of 52 contrast questions, adapter v9 in
+    # recipes/README.md): it had learned "how long -> 60 days".
+    "How long will it take for my parcel to reach me?": "shipping_time",
+    "How many days does delivery take?": "shipping_time",
+    "How much does delivery cost?": "shipping_cost",
+    "How long does express shipping take?": "express",
+    "How many days does delivery to Canada take?": "international",
+    "How many days is the warranty valid?": "warranty",
+    "For how long are your jackets guaranteed against defects?": "warranty",
+    "How many days until my refund arrives after you get my return?": "refund_time",
+    "How long do refunds take to process?": "refund_time",
+    "What hours is your phone support open?": "support_hours",
+    "How long is a Northwind gift card valid for?": "gift_cards",
+    "How long after buying can I ask for a price adjustment?": "price_match",
+    "How long do I have to cancel an order?": "cancellation",
+    "How long does a size exchange take?": "exchanges",
+    "How long do my reward points last?": "loyalty",
+    "How many days do I have to report an item that arrived broken?": "damaged",
+    "How long until my order is dispatched?": "processing",
+    "How long is the student discount valid?": "student_discount",
 }
 CONTRAST_TRAIN_QUESTIONS: list[str] = list(CONTRAST_TRAIN)
 

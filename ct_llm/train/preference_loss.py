@@ -14,10 +14,10 @@ with `dpo_engine: shared_prompt` and `dpo_engine: trl`:
 Anchors (rows whose answer is to be kept, `replay.py`) take no part in the preference term. Their
 loss is either the SFT term's NLL on their answer (`anchor_loss: nll`: the starting model's greedy
 answer as a hard label) or the KL divergence from the starting model's next-token distribution
-(its top k tokens and the rest) to the policy's at every answer token (`anchor_loss: kl`, weighted by
-`anchor_weight`): a distillation term that pins the whole distribution, not only its argmax, so
-that answers whose first choice was a near tie elsewhere are disturbed less (Learning without
-Forgetting, Li & Hoiem 2016).
+(its top k tokens and the rest) to the policy's at every answer token (`anchor_loss: kl`,
+weighted by `anchor_weight`): a distillation term that pins the whole distribution, not only
+its argmax, so that answers whose first choice was a near tie elsewhere are disturbed less
+(Learning without Forgetting, Li & Hoiem 2016).
 
 where delta = (log pi(chosen) - log ref(chosen)) - (log pi(rejected) - log ref(rejected)).
 """

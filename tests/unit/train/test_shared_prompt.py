@@ -165,7 +165,8 @@ def test_truncation_keeps_anchors_but_drops_a_pair_without_rejected_answer() -> 
     assert truncate(PairTokens([1, 2], [3], []), 8) is None
 
 
-def test_anchors_take_no_part_in_the_preference_term_or_its_statistics() -> None:
+def _pair_and_anchor(anchor_kl=None):
+    """One pair (1 chosen token) and one anchor (2 tokens), with reference log-probs."""
     t = torch.tensor
     policy = SequenceLogps(
         chosen=t([-1.0, -5.0]),
@@ -175,8 +176,13 @@ def test_anchors_take_no_part_in_the_preference_term_or_its_statistics() -> None
         rejected_lengths=t([1, 0]),
         anchor=t([False, True]),
         chosen_token_anchor=t([False, True, True]),
+        anchor_kl=anchor_kl,
     )
-    ref = t([-2.0, -1.0]), t([-2.0, 0.0])
+    return policy, (t([-2.0, -1.0]), t([-2.0, 0.0]))
+
+
+def test_anchors_take_no_part_in_the_preference_term_or_its_statistics() -> None:
+    policy, ref = _pair_and_anchor()
     only_pair, stats = preference_loss(LossConfig(beta=0.5), policy, *ref)
     assert float(only_pair) == pytest.approx(-math.log(1 / (1 + math.exp(-1.0))))
     assert stats["rewards/margins"].tolist() == [1.0]
@@ -186,18 +192,7 @@ def test_anchors_take_no_part_in_the_preference_term_or_its_statistics() -> None
 
 
 def test_kl_anchors_replace_their_nll_with_the_weighted_kl() -> None:
-    t = torch.tensor
-    policy = SequenceLogps(
-        chosen=t([-1.0, -5.0]),
-        rejected=t([-3.0, 0.0]),
-        chosen_tokens=t([-1.0, -2.0, -4.0]),
-        chosen_lengths=t([1, 2]),
-        rejected_lengths=t([1, 0]),
-        anchor=t([False, True]),
-        chosen_token_anchor=t([False, True, True]),
-        anchor_kl=t([0.2, 0.4]),
-    )
-    ref = t([-2.0, -1.0]), t([-2.0, 0.0])
+    policy, ref = _pair_and_anchor(anchor_kl=torch.tensor([0.2, 0.4]))
     base, _ = preference_loss(LossConfig(beta=0.5), policy, *ref)
     cfg = LossConfig(beta=0.5, sft_weight=1.0, anchor_loss="kl", anchor_weight=2.0)
     loss, _ = preference_loss(cfg, policy, *ref)

@@ -98,49 +98,33 @@ def seed(ws: Workspace) -> None:
             )
             s.add(vote(name, True, f"ctx-{name}", user=f"u-{name}"))
         # An answer that is not text: SQLite keeps bytes as a BLOB in a text column.
-        s.add(
-            FeedbackEvent(
-                tenant="t",
-                event_id="answer_bytes",
-                payload_hash="x",
-                kind="thumbs",
-                value=True,
-                messages=GOOD,
-                response=b"Paris.",
-                context_hash="ctx-answer-bytes",
-            )
-        )
+        s.add(free_event("answer_bytes", "thumbs", True, GOOD, b"Paris.", "ctx-answer-bytes"))
         for name, (kind, value, _) in BAD_VALUES.items():
-            s.add(
-                FeedbackEvent(
-                    tenant="t",
-                    event_id=name,
-                    payload_hash="x",
-                    kind=kind,
-                    value=value,
-                    messages=[{"role": "user", "content": f"Question {name}?"}],
-                    response="An answer.",
-                    context_hash=f"ctx-{name}",
-                )
-            )
-        s.add(
-            FeedbackEvent(
-                tenant="t",
-                event_id="json_unreadable",
-                payload_hash="x",
-                kind="thumbs",
-                value=True,
-                messages=GOOD,
-                response="Paris.",
-                context_hash="ctx-unreadable",
-            )
-        )
+            question = [{"role": "user", "content": f"Question {name}?"}]
+            s.add(free_event(name, kind, value, question, "An answer.", f"ctx-{name}"))
+        s.add(free_event("json_unreadable", "thumbs", True, GOOD, "Paris.", "ctx-unreadable"))
     with session_scope(ws.database_url) as s:
         # What no JSON encoder writes, but a hand-run script might.
         s.execute(
             text("UPDATE feedback_events SET messages = '[{not json' WHERE event_id = :e"),
             {"e": "json_unreadable"},
         )
+
+
+def free_event(
+    event_id: str, kind: str, value: Any, messages: Any, response: Any, ctx: str
+) -> FeedbackEvent:
+    """An event that carries its own conversation and answer (no logged response)."""
+    return FeedbackEvent(
+        tenant="t",
+        event_id=event_id,
+        payload_hash="x",
+        kind=kind,
+        value=value,
+        messages=messages,
+        response=response,
+        context_hash=ctx,
+    )
 
 
 def vote(response_id: str, up: bool, ctx: str, user: str) -> FeedbackEvent:

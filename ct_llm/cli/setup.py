@@ -99,7 +99,9 @@ def api(
 @keys_app.command("create")
 def keys_create(
     tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant the key belongs to."),
-    role: str = typer.Option("ingest", help="ingest | admin"),
+    role: str = typer.Option(
+        "ingest", help="ingest (chats, feedback) | reviewer (trusted feedback) | admin"
+    ),
     workspace: Path = WorkspaceOpt,
 ) -> None:
     """Create an API key; it is printed once, only its hash is stored."""

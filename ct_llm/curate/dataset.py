@@ -144,7 +144,6 @@ def _curate(
             min_events=g.burst_min_events,
             vote_z=g.burst_vote_z,
             min_votes=g.burst_min_votes,
-            trusted=g.trusted_users,
         )
         final = ws.datasets_dir / version
         with _output_dir(final, dry_run) as tmp:

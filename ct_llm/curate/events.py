@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, String, Text, and_, case, cast, func, select
+from sqlalchemy import Connection, String, Text, and_, case, cast, func, or_, select
 
-from ct_llm.curate.guards import UserActivity
+from ct_llm.curate.guards import UserActivity, curation_user
 from ct_llm.curate.rules import FeedbackRecord
 from ct_llm.curate.stored_rows import answer_problem, messages_problem, value_problem
 from ct_llm.store.models import ChatResponse, FeedbackEvent
@@ -93,21 +93,33 @@ def summarise(conn: Connection, tenant: str, w: Window) -> WindowSummary:
 
 
 def user_activity(conn: Connection, tenant: str, w: Window) -> dict[str, UserActivity]:
-    """Per identified user: events, thumbs, thumbs down. One aggregate query."""
+    """Per identified user (guards.curation_user: reviewers apart): events, thumbs, thumbs down.
+    One aggregate query."""
     is_thumbs = E.kind == "thumbs"
     # JSON `false` reads back as the text 'false' on SQLite and on PostgreSQL.
     is_down = and_(is_thumbs, cast(E.value, String) == "false")
     rows = conn.execute(
         select(
             E.user_id,
+            E.trusted,
+            E.key_prefix,
             func.count(),
             func.sum(case((is_thumbs, 1), else_=0)),
             func.sum(case((is_down, 1), else_=0)),
         )
-        .where(_in_window(tenant, w), E.user_id.is_not(None))
-        .group_by(E.user_id)
+        .where(_in_window(tenant, w), or_(E.user_id.is_not(None), E.trusted))
+        .group_by(E.user_id, E.trusted, E.key_prefix)
     )
-    return {u: UserActivity(int(n), int(t or 0), int(d or 0)) for u, n, t, d in rows}
+    out: dict[str, UserActivity] = {}
+    for user_id, trusted, key_prefix, n, t, d in rows:
+        user = curation_user(user_id, bool(trusted), key_prefix)
+        if user is None:
+            continue
+        seen = out.get(user, UserActivity(0))
+        out[user] = UserActivity(
+            seen.events + int(n), seen.thumbs + int(t or 0), seen.thumbs_down + int(d or 0)
+        )
+    return out
 
 
 def stream_groups(
@@ -126,6 +138,8 @@ def stream_groups(
             E.kind,
             cast(E.value, Text),
             E.user_id,
+            E.trusted,
+            E.key_prefix,
             E.conversation_id,
             E.response_id,
             # Raw JSON text: every event of a context has the same messages, so they are decoded
@@ -150,7 +164,9 @@ def stream_groups(
     key: str | None = None
     decoded: dict[Any, Any] = {}
     for row in result:
-        (seq, event_id, kind, value, user, conv, rid, msgs, resp, ctx, r_msgs, r_resp, r_conv) = row
+        (seq, event_id, kind, value, user_id, trusted, key_prefix) = row[:7]
+        (conv, rid, msgs, resp, ctx, r_msgs, r_resp, r_conv) = row[7:]
+        user = curation_user(user_id, bool(trusted), key_prefix)
         if user is not None and user in skip_users:
             stats.skipped_users[user] = stats.skipped_users.get(user, 0) + 1
             continue

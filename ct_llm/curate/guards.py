@@ -3,15 +3,15 @@
 Published attacks steer a model with 0.5-5% poisoned preference data, so no single user may
 make more than a small share of a version (`max_user_share`, 2% by default), and users whose
 volume or voting is abnormal are quarantined (all their events left out, listed in the manifest)
-before any rule runs. Trusted users (operators, annotators; `trusted_users` patterns) are exempt.
+before any rule runs. Reviewers are exempt: the events a `reviewer` key sent (support agents,
+annotators). Trust is a property of the key that sent an event, never of a user id a body names.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -24,8 +24,23 @@ class UserActivity:
     thumbs_down: int = 0
 
 
-def is_trusted(user: str | None, patterns: Sequence[str]) -> bool:
-    return user is not None and any(fnmatch.fnmatchcase(user, p) for p in patterns)
+REVIEWER = "reviewer:"
+"""Curation's name for a reviewer: `reviewer:<user_id or key prefix>`. No body can claim it."""
+
+
+def curation_user(user_id: str | None, trusted: bool, key_prefix: str | None) -> str | None:
+    """Who an event counts for in the cap and the quarantine. A reviewer key's event is its
+    reviewer's; any other event's user id is a claim, renamed if it looks like a reviewer's so
+    that no claim can pass for one."""
+    if trusted:
+        return REVIEWER + (user_id or key_prefix or "unnamed")
+    if user_id is not None and user_id.startswith(REVIEWER):
+        return "user:" + user_id
+    return user_id
+
+
+def is_reviewer(user: str | None) -> bool:
+    return user is not None and user.startswith(REVIEWER)
 
 
 def find_bursts(
@@ -35,7 +50,6 @@ def find_bursts(
     min_events: int,
     vote_z: float,
     min_votes: int,
-    trusted: Sequence[str] = (),
 ) -> dict[str, str]:
     """user -> why it is quarantined.
 
@@ -52,7 +66,7 @@ def find_bursts(
     total_down = sum(a.thumbs_down for a in activity.values())
     out: dict[str, str] = {}
     for user, a in sorted(activity.items()):
-        if is_trusted(user, trusted):
+        if is_reviewer(user):
             continue
         if a.events >= min_events and a.events > volume_factor * median:
             out[user] = f"volume: {a.events} events, {a.events / median:.0f}x the median user"

@@ -18,7 +18,7 @@ from ct_llm.config import CurateConfig
 from ct_llm.curate.dedup import Deduper
 from ct_llm.curate.files import CONV, USER, Staging, VersionWriter
 from ct_llm.curate.golden import GoldenRow
-from ct_llm.curate.guards import is_trusted, user_cap
+from ct_llm.curate.guards import is_reviewer, user_cap
 from ct_llm.curate.layout import KINDS, split_path
 from ct_llm.curate.rules import Drops, Example, RuleConfig, apply_rules, ignored_kinds
 from ct_llm.curate.scrub_rows import RowScrubber
@@ -72,6 +72,7 @@ class Curation:
         self.by_rule: Counter[str] = Counter()
         self.staging = Staging(root)
         self.rows_per_user: Counter[str] = Counter()
+        """Rows per capped user (reviewers and exempt rows are counted in exempt_rows)."""
         self.exempt_rows = 0
         # Prompts the new feedback speaks about: replay leaves the parent's rows on them out.
         self.new_prompts: set[int] = set()
@@ -79,10 +80,12 @@ class Curation:
 
     # -- stage: rules, scrub, validate, dedup, stage ---------------------------------------
     def owner(self, ex: Example) -> str | None:
-        """Whose row this is for the cap: None (exempt) when a trusted user vouches for it."""
-        patterns = self.cfg.guards.trusted_users
-        if patterns and any(is_trusted(u, patterns) for u in ex.users):
-            return None
+        """Whose row this is: a reviewer who vouches for it (exempt from the cap), else its first
+        named user; None for rows nobody is capped for (golden rows; anonymous feedback when
+        `cap_anonymous` is off)."""
+        reviewers = [u for u in ex.users if is_reviewer(u)]
+        if reviewers:
+            return min(reviewers)
         named = [u for u in ex.users if not u.startswith("anonymous:")]
         if named:
             return min(named)
@@ -111,7 +114,7 @@ class Curation:
             self.by_rule[rule] += 1
             if rule != "golden":
                 self.new_prompts.add(prompt_key(row))
-            if user is None:
+            if user is None or is_reviewer(user):
                 self.exempt_rows += 1
             else:
                 self.rows_per_user[user] += 1
@@ -165,7 +168,7 @@ class Curation:
                 for user, conv in zip(
                     table.column(USER).to_pylist(), table.column(CONV).to_pylist(), strict=True
                 ):
-                    ok = user is None or kept[user] < cap
+                    ok = user is None or is_reviewer(user) or kept[user] < cap
                     if ok and user is not None:
                         kept[user] += 1
                     trimmed += not ok
@@ -176,13 +179,25 @@ class Curation:
                 out.write(kind, "test", table.filter(pc.and_(keep_a, test_a)))
         self.drops.add("user_cap", trimmed)
         self.staging.remove()
-        total = sum(kept.values()) + self.exempt_rows
-        top = kept.most_common(1)
+        # Shares are of all rows, and reviewers count: the figure says how much of the version
+        # one identity made, whether or not the cap applied to it. `kept` has every named row
+        # (reviewers' too); exempt_rows has the reviewers' and the unnamed ones.
+        reviewer_rows = sum(n for u, n in kept.items() if is_reviewer(u))
+        total = sum(kept.values()) + self.exempt_rows - reviewer_rows
+        ranked = kept.most_common()
+        capped = [n for u, n in ranked if not is_reviewer(u)]
+
+        def share(n: int) -> float:
+            return round(n / total, 4) if total else 0.0
+
         return {
             "max_user_share": g.max_user_share,
             "rows_per_user": cap,
             "rows_trimmed": trimmed,
-            "largest_user_share": round(top[0][1] / total, 4) if top and total else 0.0,
+            "largest_user_share": share(ranked[0][1]) if ranked else 0.0,
+            "largest_user_is_reviewer": bool(ranked) and is_reviewer(ranked[0][0]),
+            "largest_capped_user_share": share(capped[0]) if capped else 0.0,
+            "reviewer_rows": reviewer_rows,
         }
 
     def replay(

@@ -94,9 +94,6 @@ def _prepare_workspace(root: Path, fresh: bool) -> Workspace:
             # Ports picked at run time so the demo never collides with a running deployment.
             "serving": {"port": free_port(), **_serving_cores()},
             "api": {"port": free_port()},
-            # The demo's corrections come from three support agents: trusted reviewers, exempt
-            # from the per-user cap and the burst quarantine that guard against end users.
-            "curate": {"guards": {"trusted_users": ["agent-*"]}},
         }
     )
     return Workspace.init(root, config)
@@ -139,8 +136,14 @@ def _poisoned_rows(dataset_path: str | None) -> int:
 class Demo:
     """One demo run: the workspace, the gateway and the vLLM server it talks to, the log."""
 
-    def __init__(self, ws: Workspace, gateway: str, vllm_url: str, key: str, log: Log) -> None:
-        self.ws, self.gateway, self.vllm_url, self.key, self.log = ws, gateway, vllm_url, key, log
+    def __init__(
+        self, ws: Workspace, gateway: str, vllm_url: str, keys: tuple[str, str], log: Log
+    ) -> None:
+        """keys: the chatbot's `ingest` key (chats, customers' votes) and the support agents'
+        `reviewer` key: their corrections are trusted, exempt from the per-user cap and the
+        burst quarantine that guard against end users, because of the key, not of a name."""
+        self.ws, self.gateway, self.vllm_url, self.log = ws, gateway, vllm_url, log
+        self.key, self.reviewer_key = keys
         self.started = time.monotonic()
 
     def step(self, act: int, msg: str) -> None:
@@ -149,8 +152,10 @@ class Demo:
     def measure(self, days: int) -> tuple[dict[str, float], str]:
         return traffic.measure(self.gateway, self.key, days, self.ws.config.eval.max_tokens)
 
-    def send(self, what: str, events: list[dict[str, Any]]) -> dict[str, Any]:
-        fb = traffic.send_feedback(self.gateway, self.key, events)
+    def send(
+        self, what: str, events: list[dict[str, Any]], key: str | None = None
+    ) -> dict[str, Any]:
+        fb = traffic.send_feedback(self.gateway, key or self.key, events)
         self.log(
             f"      {what}: {fb['accepted']} events accepted, {fb['duplicates']} duplicates, "
             f"{len(fb['rejected'])} rejected"
@@ -171,7 +176,11 @@ class Demo:
             served = traffic.chat(gw, key, asks)
             self.log(f"      {len(served)} chats, e.g. Q: {served[0]['question']!r}")
             self.log(f"      A: {served[0]['answer'][:120]!r}")
-            self.send("support agents' corrections", feedback.agent_corrections(served, days))
+            self.send(
+                "support agents' corrections",
+                feedback.agent_corrections(served, days),
+                self.reviewer_key,
+            )
             return {}
         # Live traffic is sampled (temperature > 0), so answers to one question differ and the
         # customers' votes pair up; agents correct what is still wrong.
@@ -184,7 +193,11 @@ class Demo:
         )
         self.log(f"      {len(served)} customer chats ({right} returns answers state {days} days)")
         self.send("customers' votes", feedback.customer_votes(served, days))
-        self.send("support agents' corrections", feedback.agent_corrections(served, days))
+        self.send(
+            "support agents' corrections",
+            feedback.agent_corrections(served, days),
+            self.reviewer_key,
+        )
         flood_asks = [("returns", q, scenario.FLOOD_USER) for q in scenario.TRAIN_QUESTIONS * 2]
         flood_served = traffic.chat(gw, key, flood_asks[:FLOOD_CHATS], max_tokens=32)
         sent = self.send(f"{scenario.FLOOD_USER}'s flood", feedback.flood(flood_served))
@@ -290,10 +303,13 @@ def run_demo(workspace: Path, *, fresh: bool, log: Log, cycles: int = 1) -> dict
     log("starting vLLM (CPU) with runtime LoRA loading, and the gateway")
     acts: list[dict[str, Any]] = []
     with ensure_server(ws) as vllm_url:
-        key = create_api_key(ws.database_url, TENANT, "ingest")
+        keys = (
+            create_api_key(ws.database_url, TENANT, "ingest"),
+            create_api_key(ws.database_url, TENANT, "reviewer"),
+        )
         app = create_app(ws, vllm_url)
         with ApiServerThread(app, "127.0.0.1", ws.config.api.port) as api:
-            demo = Demo(ws, api.url, vllm_url, key, log)
+            demo = Demo(ws, api.url, vllm_url, keys, log)
             before = None
             for act in range(1, cycles + 1):
                 acts.append(demo.act(act, before))

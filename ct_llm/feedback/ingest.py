@@ -4,6 +4,10 @@ Each item is validated on its own: a malformed event is rejected with its index 
 the rest of the batch is stored. An `event_id` seen before with the same payload hash is a
 duplicate (stored once, counted); with a different payload it is a conflict (rejected), so a
 client bug that reuses ids cannot silently overwrite feedback.
+
+Identity is not the body's to give (README "Trust model"). An event about a logged response
+inherits that response's model version, conversation and end user; a body that names others is
+rejected. Only a reviewer key's `user_id` is kept against the log: it names the reviewer.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ct_llm.feedback.schema import (
     parse_event,
     payload_hash,
 )
+from ct_llm.feedback.sender import Sender, as_sender
 from ct_llm.store.models import ChatResponse, FeedbackEvent, utcnow
 
 log = logging.getLogger("ct_llm.feedback.ingest")
@@ -42,7 +47,8 @@ class IngestResult:
     """Accepted thumbs-down events per model version (for the canary-vs-production metrics)."""
     thumbs_up_by_version: dict[str, int] = field(default_factory=dict)
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
-    """invalid | conflict | unknown_response: the metrics' label, the answer has the detail."""
+    """invalid | conflict | unknown_response | contradicts_log: the metrics' label, the answer
+    has the detail."""
 
     def reject(self, reason: str, index: int, event_id: str | None, error: str) -> None:
         self.rejected.append({"index": index, "event_id": event_id, "error": error})
@@ -90,6 +96,7 @@ class _Joined:
     conversation_id: str | None
     model_version: str
     context_hash: str | None
+    user_id: str | None
 
 
 def _known_responses(
@@ -104,31 +111,57 @@ def _known_responses(
         ChatResponse.conversation_id,
         ChatResponse.model_version,
         ChatResponse.context_hash,
+        ChatResponse.user_id,
     )
     for chunk in _chunks(ids):
         rows = session.execute(
             select(*cols).where(ChatResponse.tenant == tenant, ChatResponse.id.in_(chunk))
         )
-        out.update({rid: _Joined(conv, mv, ctx) for rid, conv, mv, ctx in rows})
+        out.update({rid: _Joined(conv, mv, ctx, user) for rid, conv, mv, ctx, user in rows})
     return out
 
 
-def _row(tenant: str, ev: FeedbackEventIn, digest: str, joined: _Joined | None) -> dict[str, Any]:
+def contradiction(ev: FeedbackEventIn, joined: _Joined, sender: Sender) -> str | None:
+    """Why the body contradicts what the gateway logged for its response, or None.
+
+    A field left out is taken from the log; a field that repeats the log is fine. A reviewer's
+    `user_id` is the reviewer (an agent correcting a customer's answer), so only for other keys
+    must it be the end user the answer was served to."""
+    claims = [("model_version", ev.model_version, joined.model_version)]
+    claims.append(("conversation_id", ev.conversation_id, joined.conversation_id))
+    if not sender.trusted and joined.user_id is not None:
+        claims.append(("user_id", ev.user_id, joined.user_id))
+    for name, claimed, logged in claims:
+        if claimed is not None and claimed != logged:
+            shown = "none" if logged is None else f"'{logged}'"
+            return (
+                f"{name} '{claimed}' contradicts the logged response {ev.response_id} "
+                f"({name} {shown}); leave it out or send the logged value"
+            )
+    return None
+
+
+def _row(
+    sender: Sender, ev: FeedbackEventIn, digest: str, joined: _Joined | None
+) -> dict[str, Any]:
     """The column values of one stored event (ORM attribute names, for a bulk INSERT)."""
     messages = [m.model_dump(exclude_none=True) for m in ev.messages] if ev.messages else None
     # An event that carries its own messages is about them; otherwise about its response's.
     inherited = joined.context_hash if joined else None
     ctx = context_hash(messages) if messages else inherited
+    user = ev.user_id
+    if joined is not None and not sender.trusted and joined.user_id is not None:
+        user = joined.user_id
     now = utcnow()
     return {
-        "tenant": tenant,
+        "tenant": sender.tenant,
         "event_id": ev.event_id,
         "payload_hash": digest,
         "kind": ev.kind,
         "value": ev.value,
         "response_id": ev.response_id,
         "conversation_id": ev.conversation_id or (joined.conversation_id if joined else None),
-        "user_id": ev.user_id,
+        "user_id": user,
         "model_version": ev.model_version or (joined.model_version if joined else None),
         "messages": messages,
         "response": ev.response,
@@ -136,17 +169,25 @@ def _row(tenant: str, ev: FeedbackEventIn, digest: str, joined: _Joined | None) 
         "metadata_": ev.metadata,
         "created_at": ev.created_at or now,
         "received_at": now,
+        "key_prefix": sender.key_prefix,
+        "trusted": sender.trusted,
     }
 
 
 def stage_events(
-    session: Session, tenant: str, items: Sequence[Any], limits: TextLimits = DEFAULT_LIMITS
+    session: Session,
+    sender: Sender | str,
+    items: Sequence[Any],
+    limits: TextLimits = DEFAULT_LIMITS,
 ) -> IngestResult:
     """Validate and classify `items` and insert the new ones in the caller's transaction.
+    `sender`: who the key says sent them (a bare tenant: an untrusted sender without a key).
 
     Rows inserted earlier in the same transaction count as stored: that is how the group-commit
     writer classifies many requests in one transaction. Commit is the caller's.
     """
+    sender = as_sender(sender)
+    tenant = sender.tenant
     result = IngestResult()
     parsed: list[tuple[int, FeedbackEventIn, str]] = []
     for index, item in enumerate(items):
@@ -191,7 +232,11 @@ def stage_events(
                 "unknown_response", index, ev.event_id, f"unknown response_id '{ev.response_id}'"
             )
             continue
-        row = _row(tenant, ev, digest, joined)
+        lie = contradiction(ev, joined, sender) if joined is not None else None
+        if lie is not None:
+            result.reject("contradicts_log", index, ev.event_id, lie)
+            continue
+        row = _row(sender, ev, digest, joined)
         rows.append(row)
         in_batch[ev.event_id] = digest
         result.accepted += 1
@@ -208,9 +253,12 @@ def stage_events(
 
 
 def ingest_events(
-    session: Session, tenant: str, items: Sequence[Any], limits: TextLimits = DEFAULT_LIMITS
+    session: Session,
+    sender: Sender | str,
+    items: Sequence[Any],
+    limits: TextLimits = DEFAULT_LIMITS,
 ) -> IngestResult:
-    """Validate and store `items` for `tenant` in the caller's transaction.
+    """Validate and store `items` for `sender` in the caller's transaction.
 
     If a concurrent request stores one of the same event_ids between our read and our insert,
     the unique (tenant, event_id) constraint fires; the transaction is rolled back and the batch
@@ -218,7 +266,7 @@ def ingest_events(
     of that rollback, call it in a transaction of its own.
     """
     try:
-        return stage_events(session, tenant, items, limits)
+        return stage_events(session, sender, items, limits)
     except IntegrityError:
         session.rollback()
-        return stage_events(session, tenant, items, limits)
+        return stage_events(session, sender, items, limits)

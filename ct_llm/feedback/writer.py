@@ -27,6 +27,7 @@ from typing import Any
 
 from ct_llm.feedback.ingest import IngestResult, ingest_events, stage_events
 from ct_llm.feedback.schema import DEFAULT_LIMITS, TextLimits
+from ct_llm.feedback.sender import Sender, as_sender
 from ct_llm.store.db import session_scope
 
 log = logging.getLogger("ct_llm.feedback.writer")
@@ -42,7 +43,7 @@ class WriterStopped(Exception):
 
 @dataclass
 class _Request:
-    tenant: str
+    sender: Sender
     items: Sequence[Any]
     future: Future[IngestResult] = field(default_factory=Future)
 
@@ -56,7 +57,7 @@ class WriterStats:
 
 
 class GroupCommitWriter:
-    """`writer.start()`; then `await writer.ingest(tenant, items)` per request; `writer.stop()`."""
+    """`writer.start()`; then `await writer.ingest(sender, items)` per request; `writer.stop()`."""
 
     def __init__(
         self,
@@ -89,18 +90,18 @@ class GroupCommitWriter:
         thread.join(timeout_s)
 
     # submitting
-    def submit(self, tenant: str, items: Sequence[Any]) -> Future[IngestResult]:
+    def submit(self, sender: Sender | str, items: Sequence[Any]) -> Future[IngestResult]:
         if self._thread is None:
             raise WriterStopped("the feedback writer is not running")
-        request = _Request(tenant, items)
+        request = _Request(as_sender(sender), items)
         try:
             self._queue.put_nowait(request)
         except queue.Full:
             raise WriterBusy(f"{self._queue.maxsize} requests are waiting to be stored") from None
         return request.future
 
-    async def ingest(self, tenant: str, items: Sequence[Any]) -> IngestResult:
-        return await asyncio.wrap_future(self.submit(tenant, items))
+    async def ingest(self, sender: Sender | str, items: Sequence[Any]) -> IngestResult:
+        return await asyncio.wrap_future(self.submit(sender, items))
 
     # the writer thread
     def _run(self) -> None:
@@ -128,7 +129,7 @@ class GroupCommitWriter:
         self.stats.requests += len(group)
         try:
             with session_scope(self.database_url) as session:
-                results = [stage_events(session, r.tenant, r.items, self.limits) for r in group]
+                results = [stage_events(session, r.sender, r.items, self.limits) for r in group]
         except Exception:
             log.warning("group of %d requests failed; retrying each alone", len(group), exc_info=1)
             self.stats.fallbacks += 1
@@ -141,7 +142,7 @@ class GroupCommitWriter:
     def _commit_alone(self, request: _Request) -> None:
         try:
             with session_scope(self.database_url) as session:
-                result = ingest_events(session, request.tenant, request.items, self.limits)
+                result = ingest_events(session, request.sender, request.items, self.limits)
         except Exception as e:
             request.future.set_exception(e)
         else:

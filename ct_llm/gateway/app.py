@@ -25,10 +25,11 @@ from ct_llm.deploy.restart import Managed
 from ct_llm.deploy.vllm_server import VllmServer
 from ct_llm.errors import CtLlmError, RegistryError, ServingError
 from ct_llm.feedback.schema import TextLimits
+from ct_llm.feedback.sender import Sender
 from ct_llm.feedback.stats import feedback_stats
 from ct_llm.feedback.writer import GroupCommitWriter, WriterBusy, WriterStopped
 from ct_llm.gateway.auth import ApiError, Principal, error_response, require_role
-from ct_llm.gateway.chat import CONVERSATION_HEADER, GatewayState, proxy_chat
+from ct_llm.gateway.chat import CONVERSATION_HEADER, USER_HEADER, GatewayState, proxy_chat
 from ct_llm.gateway.json_guard import MAX_JSON_DEPTH, nests_deeper_than
 from ct_llm.gateway.upstreams import Upstreams
 from ct_llm.gateway.watch import watch_canaries, watch_memory
@@ -219,7 +220,13 @@ def create_app(
         body = await read_json_body(request, api_cfg.max_body_bytes)
         if not isinstance(body, dict):
             raise ApiError(400, "body must be a JSON object", code="invalid_body")
-        return await proxy_chat(state, p.tenant, body, request.headers.get(CONVERSATION_HEADER))
+        return await proxy_chat(
+            state,
+            p,
+            body,
+            request.headers.get(CONVERSATION_HEADER),
+            request.headers.get(USER_HEADER),
+        )
 
     @app.post("/v1/feedback")
     async def feedback(request: Request, p: Principal = Depends(ingest_role)) -> dict[str, Any]:
@@ -228,7 +235,7 @@ def create_app(
         items = feedback_items(data, api_cfg.max_events_per_batch)
         try:
             # Answered only after the commit that holds these events (see feedback/writer.py).
-            result = await writer.ingest(p.tenant, items)
+            result = await writer.ingest(Sender(p.tenant, p.key_prefix, p.trusted), items)
         except (WriterBusy, WriterStopped) as e:
             raise ApiError(
                 503,

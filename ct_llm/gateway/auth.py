@@ -2,7 +2,9 @@
 
 A key is `ctk_<random>`; it is shown once at creation and only its sha256 is stored, with a short
 prefix so operators can name a key (to revoke it) without holding the secret. Roles: `ingest`
-(chat, feedback, own stats and status) and `admin` (everything, including /v1/admin/*).
+(chat, feedback, own stats and status), `reviewer` (what ingest may; its feedback is trusted:
+support agents, annotators) and `admin` (everything, including /v1/admin/*). Trust is a property
+of the key, never of a user id in a body (README "Trust model").
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from ct_llm.store.models import ApiKey, utcnow
 
 KEY_PREFIX = "ctk_"
 PREFIX_LEN = len(KEY_PREFIX) + 8
-ROLES = ("ingest", "admin")
-# What each role may do: admin includes everything ingest may.
-_GRANTS = {"ingest": {"ingest"}, "admin": {"ingest", "admin"}}
+ROLES = ("ingest", "reviewer", "admin")
+# What each role may do: reviewer and admin include everything ingest may.
+_GRANTS = {"ingest": {"ingest"}, "reviewer": {"ingest"}, "admin": {"ingest", "admin"}}
+TRUSTED_ROLES = frozenset({"reviewer"})
+"""Roles whose feedback is exempt from the per-user cap and the quarantine."""
 
 
 class ApiError(Exception):
@@ -66,6 +70,10 @@ class Principal:
     tenant: str
     role: str
     key_prefix: str
+
+    @property
+    def trusted(self) -> bool:
+        return self.role in TRUSTED_ROLES
 
 
 def hash_key(key: str) -> str:

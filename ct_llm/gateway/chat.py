@@ -20,8 +20,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ct_llm.feedback.context import context_hash
-from ct_llm.feedback.schema import find_non_finite
-from ct_llm.gateway.auth import ApiError, error_body
+from ct_llm.feedback.schema import check_text, find_non_finite
+from ct_llm.gateway.auth import ApiError, Principal, error_body
 from ct_llm.gateway.chat_messages import plain_text_messages
 from ct_llm.gateway.upstreams import Upstream, Upstreams
 from ct_llm.monitor.metrics import ApiMetrics
@@ -33,6 +33,8 @@ from ct_llm.workspace import Workspace
 
 CONVERSATION_HEADER = "x-ct-conversation-id"
 VERSION_HEADER = "x-ct-model-version"
+USER_HEADER = "x-ct-user-id"
+"""The end user a chat is for, when the client does not use OpenAI's `user` field."""
 
 
 @dataclass
@@ -103,6 +105,18 @@ def conversation_key(header: str | None, body: dict[str, Any]) -> str:
     if isinstance(user, str) and user:
         return urllib.parse.quote(user[:256], safe=_KEY_SAFE)[:256]
     return uuid.uuid4().hex
+
+
+def end_user(header: str | None, body: dict[str, Any]) -> str | None:
+    """The end user the gateway logs for a chat: the user header, else OpenAI's `user`. Feedback
+    on the answer is attributed to this user, whatever the feedback's body says."""
+    user = header if header else body.get("user")
+    if not isinstance(user, str) or not user:
+        return None
+    try:
+        return check_text(user[:256])
+    except ValueError as e:  # NUL or a lone surrogate: no store could hold it
+        raise ApiError(400, f"user: {e}", code="invalid_user") from None
 
 
 def _upstream_message(r: httpx.Response) -> str:
@@ -207,11 +221,17 @@ async def _send(
 
 
 async def proxy_chat(
-    state: GatewayState, tenant: str, body: dict[str, Any], conversation_header: str | None
+    state: GatewayState,
+    principal: Principal,
+    body: dict[str, Any],
+    conversation_header: str | None,
+    user_header: str | None = None,
 ) -> Response:
+    tenant = principal.tenant
     _check_numbers(body)
     messages = plain_text_messages(body.get("messages"))
     key = conversation_key(conversation_header, body)
+    user = end_user(user_header, body)
     sent = with_system_prompt(messages, state.ws.config.system_prompt)
     stream = bool(body.get("stream"))
     own_client = state.http is None
@@ -257,6 +277,8 @@ async def proxy_chat(
         "conversation_id": key,
         "messages": sent,
         "model_version": route.model_version,
+        "user_id": user,
+        "key_prefix": principal.key_prefix,
     }
     if stream:
         return _relay_stream(

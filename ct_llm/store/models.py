@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -55,6 +57,11 @@ class ChatResponse(Base):
     """feedback/context.py: responses to the same messages share it (regenerations)."""
     model_version: Mapped[str] = mapped_column(String(256))
     latency_ms: Mapped[float] = mapped_column(Float)
+    user_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    """The end user the answer was served to (OpenAI `user` or the user header): what feedback
+    on this response is attributed to, whatever its body claims."""
+    key_prefix: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """The key that sent the chat."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -85,6 +92,11 @@ class FeedbackEvent(Base):
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    key_prefix: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """The key that sent the event."""
+    trusted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Sent with a `reviewer` key (support agents, annotators): exempt from the per-user cap and
+    the quarantine. A property of the key, never of a user id."""
 
 
 class DatasetVersion(Base):

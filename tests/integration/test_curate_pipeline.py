@@ -210,7 +210,7 @@ def test_events_stored_by_ingestion_are_grouped_with_their_answers(tmp_path, dat
     from ct_llm.store.db import session_scope
     from ct_llm.store.models import ChatResponse
 
-    ws = workspace(tmp_path / "ws", database_url, guards={"trusted_users": ["agent-*"]})
+    ws = workspace(tmp_path / "ws", database_url)
     msgs = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Returns?"}]
     with session_scope(ws.database_url) as s:
         for rid, answer in (("r1", "30 days."), ("r2", "Sixty days from delivery.")):

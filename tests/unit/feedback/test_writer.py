@@ -110,10 +110,10 @@ def test_a_failing_request_does_not_fail_its_group(
 ) -> None:
     real = writer_mod.stage_events
 
-    def flaky(session: Any, tenant: str, items: Any, *rest: Any) -> Any:
-        if tenant == "broken":
+    def flaky(session: Any, sender: Any, items: Any, *rest: Any) -> Any:
+        if sender.tenant == "broken":
             raise RuntimeError("disk on fire")
-        return real(session, tenant, items, *rest)
+        return real(session, sender, items, *rest)
 
     monkeypatch.setattr(writer_mod, "stage_events", flaky)
     monkeypatch.setattr(writer_mod, "ingest_events", flaky)

@@ -19,13 +19,12 @@ from sqlalchemy.orm import Session
 from ct_llm.deploy import rollout
 from ct_llm.deploy.canary import ArmFeedback, decide_canary
 from ct_llm.errors import RegistryError
+from ct_llm.feedback.vote_query import vote_counts
 from ct_llm.registry import registry
 from ct_llm.registry.registry import CANARY, PRODUCTION
 from ct_llm.store.db import session_scope
-from ct_llm.store.models import Alias, FeedbackEvent, utcnow
+from ct_llm.store.models import Alias, utcnow
 from ct_llm.workspace import Workspace
-
-VOTE_KINDS = ("thumbs", "rating")
 
 
 def _utc(moment: datetime) -> datetime:
@@ -36,39 +35,11 @@ def _utc(moment: datetime) -> datetime:
 def canary_stats(
     session: Session, tenant: str, canary_version: str, production_version: str, since: datetime
 ) -> tuple[ArmFeedback, ArmFeedback]:
-    """(canary, production) votes received since `since`. `production_version` is the
-    production adapter, or the base model's name when users get the base model.
-
-    A user who changes a vote on an answer counts once, with the latest vote: the test assumes
-    one vote per answer and user, and a re-click is not new evidence."""
-    rows = session.execute(
-        select(
-            FeedbackEvent.model_version,
-            FeedbackEvent.kind,
-            FeedbackEvent.value,
-            FeedbackEvent.response_id,
-            FeedbackEvent.user_id,
-            FeedbackEvent.seq,
-        )
-        .where(
-            FeedbackEvent.tenant == tenant,
-            FeedbackEvent.model_version.in_((canary_version, production_version)),
-            FeedbackEvent.kind.in_(VOTE_KINDS),
-            FeedbackEvent.received_at >= _utc(since),
-        )
-        .order_by(FeedbackEvent.seq)
-    )
-    latest: dict[tuple[Any, ...], tuple[str, str, Any]] = {}
-    for version, kind, value, response_id, user_id, seq in rows:
-        key = (version, response_id, user_id, kind) if response_id else (seq,)
-        latest[key] = (version, kind, value)
-    arms: dict[str, list[tuple[str, Any]]] = {canary_version: [], production_version: []}
-    for version, kind, value in latest.values():
-        arms[version].append((kind, value))
-    return (
-        ArmFeedback.from_votes(arms[canary_version]),
-        ArmFeedback.from_votes(arms[production_version]),
-    )
+    """(canary, production) votes received since `since`, as feedback/votes.py defines a vote
+    that may decide a rollout. `production_version` is the production adapter, or the base
+    model's name when users get the base model."""
+    arms = vote_counts(session, tenant, [canary_version, production_version], _utc(since))
+    return arms[canary_version], arms[production_version]
 
 
 def check_canary(

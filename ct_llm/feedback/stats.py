@@ -1,14 +1,20 @@
 """Feedback statistics for one tenant: counts by kind, and per model version the thumbs-down rate
-and mean rating (what the canary is compared on)."""
+and mean rating of the votes that may decide a rollout (feedback/votes.py: what the canary and
+the drift trigger compare)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ct_llm.feedback.vote_query import vote_counts
+from ct_llm.feedback.votes import VOTE_KINDS
 from ct_llm.store.models import FeedbackEvent
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def summarize_votes(rows: list[tuple[str | None, str, Any]]) -> dict[str, dict[str, Any]]:
@@ -45,16 +51,19 @@ def feedback_stats(session: Session, tenant: str) -> dict[str, Any]:
             .group_by(FeedbackEvent.kind)
         )
     }
-    # Only thumbs and ratings carry a score; the JSON value is summarised in Python because
-    # JSON operators differ between SQLite and PostgreSQL.
-    votes = session.execute(
-        select(FeedbackEvent.model_version, FeedbackEvent.kind, FeedbackEvent.value).where(
-            FeedbackEvent.tenant == tenant, FeedbackEvent.kind.in_(("thumbs", "rating"))
+    versions = session.scalars(
+        select(FeedbackEvent.model_version)
+        .where(
+            FeedbackEvent.tenant == tenant,
+            FeedbackEvent.kind.in_(VOTE_KINDS),
+            FeedbackEvent.response_id.is_not(None),
         )
+        .distinct()
     ).all()
+    counted = vote_counts(session, tenant, sorted(v for v in versions if v), _EPOCH)
     return {
         "tenant": tenant,
         "total": sum(by_kind.values()),
         "by_kind": by_kind,
-        "by_model_version": summarize_votes([tuple(r) for r in votes]),
+        "by_model_version": {v: c.to_dict() for v, c in counted.items()},
     }

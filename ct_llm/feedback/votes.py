@@ -1,13 +1,29 @@
-"""The votes one group of answers received (a canary arm, a drift window): thumbs and 1-5
-ratings, kept as counts and moments so both statistical tests that read live feedback - the
-canary analysis (deploy/canary.py) and the quality-drift trigger (loop/drift.py) - work from the
-same few numbers a grouped SQL query returns. Pure."""
+"""What a vote is, and the votes one group of answers received (a canary arm, a drift window):
+thumbs and 1-5 ratings, kept as counts and moments so both statistical tests that read live
+feedback - the canary analysis (deploy/canary.py) and the quality-drift trigger (loop/drift.py) -
+work from the same few numbers. Pure; feedback/vote_query.py reads the rows.
+
+A vote that may decide a rollout (README "Trust model") is a thumbs or rating event
+- about a response the gateway logged (free-standing events feed curation, never a rollout), of
+  the version the log says served it;
+- counted once per voter and response and kind, with the voter's latest value (a re-click is not
+  new evidence);
+- whose voter is the end user the log names for that response, or a reviewer; when the log names
+  nobody, the response itself is the voter (one vote per answer), since a claimed user id would
+  let one key vote as many people;
+- and at most `MAX_VOTES_PER_VOTER` of one voter's responses count per version, so no single
+  voter moves a verdict alone.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
+
+VOTE_KINDS = ("thumbs", "rating")
+MAX_VOTES_PER_VOTER = 20
+"""Responses per voter and version that count (canary arms and drift windows alike)."""
 
 Metric = Literal["thumbs_down_rate", "mean_rating"]
 
@@ -70,3 +86,46 @@ class VoteCounts:
 
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 6)
+
+
+@dataclass(frozen=True)
+class StoredVote:
+    """One stored thumbs/rating event about a logged response, in arrival order."""
+
+    version: str
+    response_id: str
+    voter: str
+    """The logged end user, `reviewer:<name>` for a reviewer key, else `response:<id>`."""
+    kind: str
+    value: Any
+
+
+def voter_of(
+    response_id: str, logged_user: str | None, trusted: bool, claimed_user: str | None
+) -> str:
+    """Who cast a vote, by the trust model: a reviewer key's event is its reviewer's; any other
+    event is the logged end user's, or the answer's own when the log names nobody."""
+    if trusted:
+        return f"reviewer:{claimed_user or '-'}"
+    if logged_user is not None:
+        return f"user:{logged_user}"
+    return f"response:{response_id}"
+
+
+def count_votes(
+    votes: Iterable[StoredVote], max_per_voter: int = MAX_VOTES_PER_VOTER
+) -> dict[str, VoteCounts]:
+    """Version -> its votes, by the definition in the module docstring. `votes` in arrival
+    order; a voter's responses count in the order of their first vote."""
+    latest: dict[tuple[str, str, str, str], Any] = {}
+    for v in votes:
+        latest[(v.version, v.voter, v.response_id, v.kind)] = v.value  # the latest wins
+    responses: dict[tuple[str, str], set[str]] = {}
+    kept: dict[str, list[tuple[str, Any]]] = {}
+    for (version, voter, response_id, kind), value in latest.items():
+        counted = responses.setdefault((version, voter), set())
+        if response_id not in counted and len(counted) >= max_per_voter:
+            continue
+        counted.add(response_id)
+        kept.setdefault(version, []).append((kind, value))
+    return {version: VoteCounts.from_votes(pairs) for version, pairs in kept.items()}

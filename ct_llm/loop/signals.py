@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import Integer, String, case, cast, exists, func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from ct_llm.curate.dataset import latest_dataset
+from ct_llm.feedback.vote_query import vote_counts as query_votes
 from ct_llm.loop.decision import CycleRecord
 from ct_llm.loop.drift import VoteCounts
 from ct_llm.registry import registry
@@ -66,32 +67,9 @@ def canary_version(session: Session, tenant: str) -> str | None:
 def vote_counts(
     session: Session, tenant: str, model_version: str, start: datetime, end: datetime
 ) -> VoteCounts:
-    """Thumbs and ratings of `model_version` received in [start, end), summed in the database.
-
-    `value` is a JSON column; its text form ('false', '4') is the same on SQLite and
-    PostgreSQL, which keeps one query for both. Ingestion validated it (thumbs: bool, rating:
-    int 1-5), and the CASE only casts a rating's text to an integer."""
-    text = cast(FeedbackEvent.value, String)
-    is_thumbs = FeedbackEvent.kind == "thumbs"
-    is_rating = FeedbackEvent.kind == "rating"
-    rating = case((is_rating, cast(text, Integer)), else_=None)
-    row = session.execute(
-        select(
-            func.count(case((is_thumbs, 1))),
-            func.count(case((is_thumbs & (text == "false"), 1))),
-            func.count(case((is_rating, 1))),
-            func.coalesce(func.sum(rating), 0),
-            func.coalesce(func.sum(rating * rating), 0),
-        ).where(
-            FeedbackEvent.tenant == tenant,
-            FeedbackEvent.model_version == model_version,
-            FeedbackEvent.kind.in_(("thumbs", "rating")),
-            FeedbackEvent.received_at >= start,
-            FeedbackEvent.received_at < end,
-        )
-    ).one()
-    thumbs, down, ratings, total, total_sq = row
-    return VoteCounts(int(thumbs), int(down), int(ratings), float(total), float(total_sq))
+    """The votes `model_version` received in [start, end), as feedback/votes.py defines a vote
+    that may decide a rollout (the drift trigger is one)."""
+    return query_votes(session, tenant, [model_version], start, end)[model_version]
 
 
 def cycle_records(session: Session, tenant: str) -> list[tuple[CycleRecord, str | None]]:

@@ -215,10 +215,21 @@ def add_votes(
     ratings: list[int],
     tag: str,
 ) -> None:
+    """Each vote on its own logged answer (the drift trigger counts only those)."""
     with session_scope(ws.database_url) as s:
         votes = [("thumbs", False)] * thumbs_down + [("thumbs", True)] * thumbs_up
         votes += [("rating", r) for r in ratings]
         for i, (kind, value) in enumerate(votes):
+            s.add(
+                ChatResponse(
+                    id=f"{tag}-r{i}",
+                    tenant=TENANT,
+                    messages=[{"role": "user", "content": "q"}],
+                    response="a",
+                    model_version=version,
+                    latency_ms=1.0,
+                )
+            )
             s.add(
                 FeedbackEvent(
                     tenant=TENANT,

@@ -22,7 +22,7 @@ from ct_llm.deploy.canary_watch import canary_stats, check_canary
 from ct_llm.errors import RegistryError
 from ct_llm.registry import registry
 from ct_llm.store.db import session_scope
-from ct_llm.store.models import FeedbackEvent, utcnow
+from ct_llm.store.models import ChatResponse, FeedbackEvent, utcnow
 from ct_llm.workspace import Workspace
 
 TENANT = "acme"
@@ -125,8 +125,11 @@ def add_adapter(ws: Workspace, number: int, state: str, alias: str | None = None
 def add_votes(
     ws: Workspace, version: str, down: int, up: int, at: datetime, tenant: str = TENANT
 ) -> None:
+    """Each vote by its own end user on an answer the gateway logged for them."""
     with session_scope(ws.database_url) as s:
         for value in [False] * down + [True] * up:
+            rid, user = uuid.uuid4().hex, f"u-{uuid.uuid4().hex[:8]}"
+            s.add(logged_response(tenant, rid, version, user))
             s.add(
                 FeedbackEvent(
                     tenant=tenant,
@@ -134,13 +137,26 @@ def add_votes(
                     payload_hash="-",
                     kind="thumbs",
                     value=value,
-                    response_id=uuid.uuid4().hex,
-                    user_id="u",
+                    response_id=rid,
+                    user_id=user,
                     model_version=version,
                     created_at=at,
                     received_at=at,
                 )
             )
+
+
+def logged_response(tenant: str, rid: str, version: str, user: str | None) -> ChatResponse:
+    return ChatResponse(
+        id=rid,
+        tenant=tenant,
+        conversation_id=rid,
+        messages=[{"role": "user", "content": "hi"}],
+        response="hello",
+        model_version=version,
+        latency_ms=1.0,
+        user_id=user,
+    )
 
 
 def history(ws: Workspace, version: str) -> list[Any]:
@@ -241,6 +257,7 @@ def test_without_a_canary_the_check_says_what_to_do(empty_workspace: Workspace) 
 def test_a_changed_vote_counts_once(empty_workspace: Workspace) -> None:
     ws = empty_workspace
     with session_scope(ws.database_url) as s:
+        s.add(logged_response(TENANT, "r1", "v", "u1"))
         for i, value in enumerate([False, True]):  # the same user on the same answer
             s.add(
                 FeedbackEvent(
@@ -288,3 +305,31 @@ def test_policy_in_the_workspace_file_is_validated(tmp_path: Path) -> None:
     cfg.write_text("deploy:\n  canary:\n    max_sample: 10\n")
     with pytest.raises(ConfigError, match="unknown key 'deploy.canary.max_sample'"):
         load_config(cfg, environ={})
+
+
+def test_votes_that_name_no_logged_response_decide_nothing(empty_workspace: Workspace) -> None:
+    """Issue 17's attack: 300 free-standing "votes" claiming the canary's version, with invented
+    user ids, turned "wait" into "promote". They still reach curation; they never count here."""
+    ws = empty_workspace
+    canary = add_adapter(ws, 1, "canary", alias="canary")
+    with session_scope(ws.database_url) as s:
+        for i in range(300):
+            s.add(
+                FeedbackEvent(
+                    tenant=TENANT,
+                    event_id=f"fake-{i}",
+                    payload_hash="-",
+                    kind="thumbs",
+                    value=True,
+                    response_id=None,
+                    user_id=f"invented-{i}",
+                    model_version=canary,
+                    messages=[{"role": "user", "content": "q"}],
+                    response="a",
+                    received_at=AFTER,
+                )
+            )
+    with session_scope(ws.database_url) as s:
+        arm, _ = canary_stats(s, TENANT, canary, ws.config.base_model, DEPLOYED)
+    assert arm == ArmFeedback()
+    assert check_canary(ws, TENANT, apply=False)["action"] == "wait"

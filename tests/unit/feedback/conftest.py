@@ -35,6 +35,7 @@ def add_response(ws: Workspace) -> Callable[..., str]:
         model_version: str = "base",
         conversation_id: str | None = "conv-1",
         response: str = "Paris.",
+        user_id: str | None = None,
     ) -> str:
         with session_scope(ws.database_url) as s:
             s.add(
@@ -46,6 +47,7 @@ def add_response(ws: Workspace) -> Callable[..., str]:
                     response=response,
                     model_version=model_version,
                     latency_ms=5.0,
+                    user_id=user_id,
                 )
             )
         return response_id

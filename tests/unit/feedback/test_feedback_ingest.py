@@ -101,27 +101,51 @@ def test_full_exchange_event_needs_no_response(session: Session) -> None:
 
 
 def test_stats_by_model_version(session: Session, add_response: Callable) -> None:
-    add_response("acme", "r1", model_version="v1")
+    for rid in ("r1", "r1b", "r1c"):
+        add_response("acme", rid, model_version="v1")
     add_response("acme", "r2", model_version="v2")
     ingest_events(
         session,
         "acme",
         [
             thumbs("a", False),
-            thumbs("b", True),
+            thumbs("b", True, "r1b"),
             thumbs("c", True, "r2"),
-            thumbs("d", False),
+            thumbs("d", False, "r1c"),
             {"event_id": "e", "kind": "rating", "value": 2, "response_id": "r1"},
-            {"event_id": "f", "kind": "rating", "value": 5, "response_id": "r1"},
+            {"event_id": "f", "kind": "rating", "value": 5, "response_id": "r1b"},
             {"event_id": "g", "kind": "comment", "value": "meh", "response_id": "r2"},
         ],
     )
     s = feedback_stats(session, "acme")
     assert s["total"] == 7 and s["by_kind"] == {"thumbs": 4, "rating": 2, "comment": 1}
     v1 = s["by_model_version"]["v1"]
-    assert v1["thumbs_down_rate"] == 2 / 3 and v1["mean_rating"] == 3.5
+    assert v1["thumbs_down_rate"] == round(2 / 3, 6) and v1["mean_rating"] == 3.5
     assert s["by_model_version"]["v2"]["thumbs_down_rate"] == 0.0
     assert s["by_model_version"]["v2"]["mean_rating"] is None
+
+
+def test_stats_count_the_votes_that_decide_rollouts(
+    session: Session, add_response: Callable
+) -> None:
+    """One vote per voter and answer (the latest), the logged user as the voter whatever the
+    body says, free-standing votes left out (feedback/votes.py)."""
+    add_response("acme", "r1", model_version="v1", user_id="alice")
+    add_response("acme", "r2", model_version="v1")  # no logged user: the answer votes once
+    free = {"messages": [{"role": "user", "content": "q"}], "response": "a"}
+    ingest_events(
+        session,
+        "acme",
+        [
+            thumbs("a1", True),
+            thumbs("a2", False),  # alice changed her mind: one vote, down
+            thumbs("b1", True, "r2", user_id="u1"),
+            thumbs("b2", True, "r2", user_id="u2"),  # invented users on one answer: one vote
+            {"event_id": "f", "kind": "thumbs", "value": False, "model_version": "v1", **free},
+        ],
+    )
+    v1 = feedback_stats(session, "acme")["by_model_version"]["v1"]
+    assert (v1["thumbs"], v1["thumbs_down"]) == (2, 1)
 
 
 def test_summarize_votes_ignores_malformed_values() -> None:

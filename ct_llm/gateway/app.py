@@ -16,7 +16,7 @@ import httpx
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -30,6 +30,7 @@ from ct_llm.feedback.stats import feedback_stats
 from ct_llm.feedback.writer import GroupCommitWriter, WriterBusy, WriterStopped
 from ct_llm.gateway.auth import ApiError, Principal, error_response, require_role
 from ct_llm.gateway.chat import CONVERSATION_HEADER, USER_HEADER, GatewayState, proxy_chat
+from ct_llm.gateway.edge import BodyLimit
 from ct_llm.gateway.json_guard import MAX_JSON_DEPTH, nests_deeper_than
 from ct_llm.gateway.upstreams import Upstreams
 from ct_llm.gateway.watch import watch_canaries, watch_memory
@@ -133,6 +134,16 @@ class PromoteRequest(BaseModel):
     """The version to promote; None: the canary."""
 
 
+def _admin_body(model: type[BaseModel], data: Any) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        msg = f"{where}: {first['msg']}" if where else first["msg"]
+        raise ApiError(400, msg, code="invalid_request") from None
+
+
 def _admin_error(e: CtLlmError) -> ApiError:
     if isinstance(e, RegistryError):
         return ApiError(409, str(e), code="conflict")
@@ -210,6 +221,7 @@ def create_app(
             await client.aclose()
 
     app = FastAPI(title="ct-llm", lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=api_cfg.max_body_bytes)
     app.state.gateway = state
     app.state.database_url = ws.database_url
     app.state.feedback_writer = writer
@@ -315,14 +327,19 @@ def create_app(
         except CtLlmError as e:
             raise _admin_error(e) from None
 
+    # Admin bodies are read after the key is checked (a parameter typed as a model would be read
+    # and parsed first), and validated here.
     @app.post("/v1/admin/promote")
-    def admin_promote(
-        body: PromoteRequest | None = None, p: Principal = Depends(admin_role)
-    ) -> dict[str, Any]:
+    async def admin_promote(request: Request, p: Principal = Depends(admin_role)) -> Any:
         from ct_llm.deploy.rollout import promote
 
+        body = None  # no body: promote the canary
+        if (await request.body()).strip():
+            data = await read_json_body(request, api_cfg.max_body_bytes)
+            body = _admin_body(PromoteRequest, data)
         try:
-            return promote(
+            return await run_in_threadpool(
+                promote,
                 ws,
                 p.tenant,
                 version_id=body.version if body else None,
@@ -333,11 +350,13 @@ def create_app(
             raise _admin_error(e) from None
 
     @app.post("/v1/admin/canary")
-    def admin_canary(body: CanaryRequest, p: Principal = Depends(admin_role)) -> dict[str, Any]:
+    async def admin_canary(request: Request, p: Principal = Depends(admin_role)) -> Any:
         from ct_llm.deploy.rollout import deploy_canary
 
+        body = _admin_body(CanaryRequest, await read_json_body(request, api_cfg.max_body_bytes))
         try:
-            return deploy_canary(
+            return await run_in_threadpool(
+                deploy_canary,
                 ws,
                 p.tenant,
                 body.version,

@@ -47,6 +47,10 @@ def anchors(recipe: Recipe, model: Any, tokenizer: Any, dataset_dir: Path) -> li
 
 def build(job: Job) -> Built:
     extra = anchors(job.recipe, job.model, job.tokenizer, job.dataset_dir)
+    if job.recipe.anchor_negative_weight > 0:
+        from ct_llm.train.replay import with_foreign_answers
+
+        extra = with_foreign_answers(extra, job.rows, job.recipe.seed)
     if job.recipe.dpo_engine == "shared_prompt":
         return build_shared_prompt(job, job.rows + extra, len(extra))
     return build_trl(job, job.rows + extra, len(extra))
@@ -108,6 +112,7 @@ def build_shared_prompt(job: Job, rows: list[dict[str, Any]], n_anchors: int) ->
             sft_weight=recipe.sft_weight,
             anchor_loss=recipe.anchor_loss,
             anchor_weight=recipe.anchor_weight,
+            anchor_negative_weight=recipe.anchor_negative_weight,
         ),
     )
     if recipe.gradient_checkpointing:

@@ -20,7 +20,9 @@ that alone fills `max_length`) are TRL's, so both trainers see the same data.
 
 An anchor (a row whose chosen and rejected answers are identical: `replay.py`) has no rejected
 branch: its only loss is on the chosen answer (NLL or KL to the starting model), so the second
-copy would be compute spent on a branch that gets no gradient.
+copy would be compute spent on a branch that gets no gradient. With `anchor_negative_weight`, an
+anchor's second branch holds a *foreign* answer instead (row key `foreign`: an answer taught for
+another prompt), whose rise under the anchor's prompt is penalised.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class PairTokens:
     prompt: list[int]
     chosen: list[int]
     rejected: list[int]
-    """Empty for an anchor."""
+    """Empty for an anchor, or its foreign answer (an answer taught for another prompt)."""
     anchor: bool = False
 
     @property
@@ -64,12 +66,17 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 def tokenize_pair(tokenizer: Any, row: dict[str, Any]) -> PairTokens:
     """Token ids of a conversational pair, split where TRL splits them: the completion starts
     where the rendered prompt and the rendered prompt + answer diverge. A row whose chosen and
-    rejected answers are identical is an anchor (no rejected branch)."""
+    rejected answers are identical is an anchor (no rejected branch, or its `foreign` answer)."""
     prompt = _chat_ids(tokenizer, row["prompt"], True)
     with_chosen = _chat_ids(tokenizer, row["prompt"] + row["chosen"], False)
     if row["chosen"] == row["rejected"]:
-        n = _common_prefix(prompt, with_chosen)
-        return PairTokens(prompt[:n], with_chosen[n:], [], anchor=True)
+        foreign = row.get("foreign")
+        if not foreign:
+            n = _common_prefix(prompt, with_chosen)
+            return PairTokens(prompt[:n], with_chosen[n:], [], anchor=True)
+        with_foreign = _chat_ids(tokenizer, row["prompt"] + foreign, False)
+        n = min(_common_prefix(prompt, with_chosen), _common_prefix(prompt, with_foreign))
+        return PairTokens(prompt[:n], with_chosen[n:], with_foreign[n:], anchor=True)
     with_rejected = _chat_ids(tokenizer, row["prompt"] + row["rejected"], False)
     n = min(_common_prefix(prompt, with_chosen), _common_prefix(prompt, with_rejected))
     return PairTokens(prompt[:n], with_chosen[n:], with_rejected[n:])

@@ -19,6 +19,14 @@ weighted by `anchor_weight`): a distillation term that pins the whole distributi
 its argmax, so that answers whose first choice was a near tie elsewhere are disturbed less
 (Learning without Forgetting, Li & Hoiem 2016).
 
+An anchor may also carry a foreign answer (an answer taught for another prompt). The KL term only
+watches the anchor's own answer path, so nothing stops a taught answer from becoming the
+adapter's answer to every prompt (the demo's "Our return window is 60 days" to "When will my
+parcel arrive?"). With `anchor_negative_weight` > 0, softplus(beta x the foreign answer's
+log-ratio to the starting model) is added per such anchor: a taught answer growing more likely
+under a prompt whose behaviour is to be kept is exactly that leak. It needs no judgement of
+which prompts share a fact: an anchor's prompt is, by definition, one not to change.
+
 where delta = (log pi(chosen) - log ref(chosen)) - (log pi(rejected) - log ref(rejected)).
 """
 
@@ -39,6 +47,7 @@ class LossConfig:
     sft_weight: float = 0.0
     anchor_loss: str = "nll"
     anchor_weight: float = 1.0
+    anchor_negative_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.loss_type not in LOSS_TYPES:
@@ -103,6 +112,9 @@ def preference_loss(
     # A batch of anchors only has no preference term (x 0 keeps the graph for backward).
     loss = per_pair[pairs].mean() if pairs.any() else per_pair.sum() * 0
     loss = loss + anchor_and_sft_terms(cfg, policy)
+    foreign = _foreign_rows(policy)
+    if cfg.anchor_negative_weight > 0 and foreign.any():
+        loss = loss + cfg.anchor_negative_weight * F.softplus(beta * rejected_ratio[foreign]).mean()
     chosen_reward = (beta * chosen_ratio).detach()[pairs]
     rejected_reward = (beta * rejected_ratio).detach()[pairs]
     stats = {
@@ -113,7 +125,19 @@ def preference_loss(
         "logps/chosen": policy.chosen.detach()[pairs],
         "logps/rejected": policy.rejected.detach()[pairs],
     }
+    if foreign.any():
+        # How much more likely than at the start the taught answers are under anchor prompts.
+        stats["anchors/foreign_logratio"] = rejected_ratio.detach()[foreign]
     return loss, stats
+
+
+def _foreign_rows(policy: SequenceLogps) -> Any:
+    """Anchor rows that carry a foreign answer (a rejected branch)."""
+    import torch
+
+    if policy.anchor is None:
+        return torch.zeros_like(policy.rejected_lengths, dtype=torch.bool)
+    return policy.anchor & (policy.rejected_lengths > 0)
 
 
 def anchor_and_sft_terms(cfg: LossConfig, policy: SequenceLogps) -> Any:

@@ -127,6 +127,11 @@ class Recipe(_Strict):
     (shared-prompt DPO engine only)."""
     anchor_weight: float = Field(1.0, ge=0)
     """Weight of the anchors' KL term (`anchor_loss: kl`)."""
+    anchor_negative_weight: float = Field(0.0, ge=0)
+    """> 0: each anchor also carries one answer taught for another prompt (a chosen answer of
+    the pairs, spread evenly, seeded), and a taught answer growing more likely under the
+    anchor's prompt is penalised with this weight (shared-prompt DPO engine only): against
+    taught answers leaking into unrelated questions."""
     anchor_topk: int = Field(16, ge=1, le=1024)
     """Tokens of the starting model's distribution kept per anchor answer token (`kl`); the
     rest of its mass counts as one outcome."""
@@ -156,6 +161,8 @@ class Recipe(_Strict):
             )
         if self.anchor_loss == "kl" and self.dpo_engine != "shared_prompt":
             raise ValueError("anchor_loss: kl needs dpo_engine: shared_prompt")
+        if self.anchor_negative_weight > 0 and self.dpo_engine != "shared_prompt":
+            raise ValueError("anchor_negative_weight needs dpo_engine: shared_prompt")
         if self.attn_implementation == "flash_attention_2" and self.dpo_engine == "shared_prompt":
             raise ValueError(
                 "attn_implementation flash_attention_2 needs dpo_engine: trl (the shared-prompt "

@@ -121,3 +121,31 @@ def replay_anchors(
     prompts = load_replay_prompts(path)
     answers = greedy_answers(model, tokenizer, prompts, max_new_tokens)
     return [anchor_pair(p, a) for p, a in zip(prompts, answers, strict=True) if a]
+
+
+def with_foreign_answers(
+    anchors: list[dict[str, Any]], pairs: list[dict[str, Any]], seed: int
+) -> list[dict[str, Any]]:
+    """Each anchor with one answer taught for another prompt (`foreign`): the pairs' distinct
+    chosen answers, shuffled with `seed` and dealt round-robin, so every taught answer is
+    watched under some anchor prompts. An anchor whose own answer is that answer gets the next
+    one. Anchors come back unchanged when the pairs teach nothing (or one answer equal to it)."""
+    import random
+
+    taught: list[Messages] = []
+    seen: set[str] = set()
+    for row in pairs:
+        if row["chosen"] == row["rejected"]:
+            continue
+        key = json.dumps(row["chosen"], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            taught.append(row["chosen"])
+    random.Random(seed).shuffle(taught)
+    out = []
+    n = len(taught)
+    for i, anchor in enumerate(anchors):
+        dealt = (taught[(i + j) % n] for j in range(n))
+        foreign = next((c for c in dealt if c != anchor["chosen"]), None)
+        out.append(anchor if foreign is None else {**anchor, "foreign": foreign})
+    return out

@@ -224,3 +224,59 @@ def test_anchor_kl_is_zero_for_the_reference_itself_and_grows_when_the_policy_mo
             param.add_(0.05 * torch.randn_like(param))
         moved = sequence_logps(model, collator(items)).anchor_kl
     assert float(moved.min()) > 1e-4
+
+
+FOREIGN_ANCHOR = PairTokens([1, 5, 6], [23, 24, 25, 26], [40, 41, 42], anchor=True)
+"""An anchor carrying a foreign answer (taught for another prompt) as its second branch."""
+
+
+def test_a_foreign_answer_is_scored_under_the_anchor_prompt_and_kept_out_of_its_kl() -> None:
+    from ct_llm.train.shared_prompt_dpo import (
+        PairCollator,
+        Reference,
+        anchor_topk,
+        policy_logits,
+        sequence_logps,
+    )
+
+    model = tiny_model()
+    batch = collate([PAIRS[0], FOREIGN_ANCHOR], pad_id=0)
+    assert batch["anchor"].tolist() == [False, True]
+    with torch.no_grad():
+        logits = policy_logits(model, batch)
+        got = sequence_logps(model, batch)
+        tops = anchor_topk(logits, batch, k=5)
+    assert float(got.rejected[1]) == pytest.approx(
+        separate_logps(model, FOREIGN_ANCHOR.prompt, FOREIGN_ANCHOR.rejected), abs=1e-4
+    )
+    assert float(got.chosen[1]) == pytest.approx(
+        separate_logps(model, FOREIGN_ANCHOR.prompt, FOREIGN_ANCHOR.chosen), abs=1e-4
+    )
+    # The KL watches the anchor's own answer only: 4 tokens, not the foreign 3.
+    assert tops[1][0].shape == (4, 5)
+    items = [
+        {"pair": p, "ref": Reference(0.0, 0.0, t)}
+        for p, t in zip([PAIRS[0], FOREIGN_ANCHOR], tops, strict=True)
+    ]
+    with torch.no_grad():
+        assert sequence_logps(model, PairCollator(0)(items)).anchor_kl.shape == (4,)
+
+
+def test_a_taught_answer_rising_under_an_anchor_prompt_is_penalised() -> None:
+    t = torch.tensor
+    policy = SequenceLogps(
+        chosen=t([-1.0, -5.0]),
+        rejected=t([-3.0, -4.0]),  # the anchor's foreign answer: 2 nats above its reference
+        chosen_tokens=t([-1.0, -2.0, -3.0]),
+        chosen_lengths=t([1, 2]),
+        rejected_lengths=t([1, 3]),
+        anchor=t([False, True]),
+        chosen_token_anchor=t([False, True, True]),
+    )
+    ref = (t([-2.0, -5.0]), t([-2.0, -6.0]))
+    base, stats = preference_loss(LossConfig(beta=0.5), policy, *ref)
+    assert stats["rewards/margins"].tolist() == [1.0]  # the foreign anchor is no preference pair
+    assert stats["anchors/foreign_logratio"].tolist() == [2.0]
+    cfg = LossConfig(beta=0.5, anchor_negative_weight=3.0)
+    loss, _ = preference_loss(cfg, policy, *ref)
+    assert float(loss - base) == pytest.approx(3.0 * math.log1p(math.exp(0.5 * 2.0)))

@@ -139,8 +139,6 @@ class GuardsConfig(_Strict):
     """Most rows of a dataset version that one user's feedback may make."""
     min_rows_per_user: int = Field(1, ge=0)
     """The cap never goes below this many rows per user (small versions)."""
-    trusted_users: list[str] | None = None
-    """Removed: trust is the `reviewer` key role (README "Trust model"); any value is an error."""
     cap_anonymous: bool = True
     """Feedback without a user id is capped as if one user sent it all; false exempts it (for
     chatbots that send no user ids, at the price of the guard)."""
@@ -156,16 +154,17 @@ class GuardsConfig(_Strict):
     burst_min_votes: int = Field(30, ge=1)
     """...when the user cast at least this many thumbs."""
 
-    @field_validator("trusted_users")
+    @model_validator(mode="before")
     @classmethod
-    def _no_trusted_users(cls, v: list[str] | None) -> None:
-        if v is not None:
+    def _no_trusted_users(cls, data: Any) -> Any:
+        # Removed, not ignored: a config that relied on it would otherwise cap its agents.
+        if isinstance(data, dict) and "trusted_users" in data:
             raise ValueError(
                 "trusted_users was removed: a user id in a feedback body is a claim anyone can "
                 "make. Trust is a key role now: send the reviewers' feedback with a key made by "
                 "`ct-llm keys create --role reviewer`"
             )
-        return None
+        return data
 
 
 class ReplayConfig(_Strict):

@@ -20,6 +20,13 @@ from ct_llm.train.pair_layout import (  # noqa: E402
     truncate,
 )
 from ct_llm.train.preference_loss import LossConfig, SequenceLogps, preference_loss  # noqa: E402
+from ct_llm.train.shared_prompt_dpo import (  # noqa: E402
+    PairCollator,
+    Reference,
+    anchor_topk,
+    policy_logits,
+    sequence_logps,
+)
 
 
 def tiny_model():
@@ -62,7 +69,6 @@ def test_branches_never_see_each_other() -> None:
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_logps_equal_two_separate_sequences(attn: str) -> None:
-    from ct_llm.train.shared_prompt_dpo import sequence_logps
 
     model = tiny_model()
     model.config._attn_implementation = attn
@@ -79,7 +85,6 @@ def test_logps_equal_two_separate_sequences(attn: str) -> None:
 
 
 def test_padding_rows_get_no_nan_gradients() -> None:
-    from ct_llm.train.shared_prompt_dpo import sequence_logps
 
     model = tiny_model().train()
     out = sequence_logps(model, collate(PAIRS, pad_id=0))
@@ -144,7 +149,6 @@ ANCHOR = PairTokens([1, 5, 6], [23, 24, 25, 26], [], anchor=True)
 
 
 def test_an_anchor_has_no_rejected_branch_and_the_same_chosen_logps() -> None:
-    from ct_llm.train.shared_prompt_dpo import sequence_logps
 
     ids, pos, seg = layout_row(ANCHOR)
     assert ids == [6, 23, 24, 25, 1, 5]
@@ -200,14 +204,6 @@ def test_kl_anchors_replace_their_nll_with_the_weighted_kl() -> None:
 
 
 def test_anchor_kl_is_zero_for_the_reference_itself_and_grows_when_the_policy_moves() -> None:
-    from ct_llm.train.shared_prompt_dpo import (
-        PairCollator,
-        Reference,
-        anchor_topk,
-        policy_logits,
-        sequence_logps,
-    )
-
     model = tiny_model()
     pairs = [PAIRS[0], ANCHOR]
     batch = collate(pairs, pad_id=0)
@@ -231,14 +227,6 @@ FOREIGN_ANCHOR = PairTokens([1, 5, 6], [23, 24, 25, 26], [40, 41, 42], anchor=Tr
 
 
 def test_a_foreign_answer_is_scored_under_the_anchor_prompt_and_kept_out_of_its_kl() -> None:
-    from ct_llm.train.shared_prompt_dpo import (
-        PairCollator,
-        Reference,
-        anchor_topk,
-        policy_logits,
-        sequence_logps,
-    )
-
     model = tiny_model()
     batch = collate([PAIRS[0], FOREIGN_ANCHOR], pad_id=0)
     assert batch["anchor"].tolist() == [False, True]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -83,6 +83,90 @@ class ServingConfig(_Strict):
         return self
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _with_overrides(cls: type[_M], defaults: BaseModel, own: BaseModel | None) -> _M:
+    """`cls` from `defaults`' fields, with those `own` set explicitly in its config."""
+    values = {name: getattr(defaults, name) for name in cls.model_fields}
+    if own is not None:
+        values.update({name: getattr(own, name) for name in own.model_fields_set})
+    return cls(**values)
+
+
+VllmExtra = Literal[
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+    "length_penalty",
+    "min_tokens",
+    "stop_token_ids",
+    "include_stop_str_in_output",
+    "skip_special_tokens",
+    "spaces_between_special_tokens",
+    "bad_words",
+    "ignore_eos",
+    "prompt_logprobs",
+    "guided_json",
+    "guided_regex",
+    "guided_choice",
+    "guided_grammar",
+    "structured_outputs",
+]
+"""vLLM's own sampling fields that `api.chat.extra_params` may let through. Some fields are
+never forwarded whatever the config says: `chat_template` (a client's Jinja template runs on
+the server), `request_id` (ids are vLLM's, shared by every tenant), `priority` (one tenant
+would jump the others' queue), `vllm_xargs`, `kv_transfer_params`, `cache_salt`."""
+
+SystemPromptPolicy = Literal["operator_first", "replace", "refuse"]
+
+
+class ChatLimits(_Strict):
+    """What one chat request may ask of the model server (see gateway/chat_params.py)."""
+
+    max_tokens: int = Field(1024, ge=1)
+    """Most tokens one answer may ask for (`max_tokens` / `max_completion_tokens`); a request
+    for more is refused with 400, a request that names none gets this many."""
+    max_n: int = Field(1, ge=1)
+    """Most answers (`n`) one request may ask for."""
+    extra_params: list[VllmExtra] = []
+    """vLLM-specific request fields forwarded as sent (off by default: a request naming one
+    is refused with 400 unless it is listed here)."""
+    client_system_prompt: SystemPromptPolicy = "operator_first"
+    """A client's system message: `operator_first` keeps the operator's `system_prompt` first
+    and the client's after it (in one leading system message), `replace` lets the client's
+    replace it, `refuse` answers 400 to any request that carries one."""
+
+
+class ChatConfig(ChatLimits):
+    tenants: dict[str, ChatLimits] = {}
+    """Per-tenant limits; a tenant's entry overrides only the fields it sets."""
+
+    def for_tenant(self, tenant: str) -> ChatLimits:
+        return _with_overrides(ChatLimits, self, self.tenants.get(tenant))
+
+
+class QuotaLimits(_Strict):
+    """Per tenant and gateway process; 0 turns a limit off. Over a limit: 429 + Retry-After."""
+
+    chat_per_s: float = Field(50.0, ge=0)
+    """Chat requests a second, sustained (a token bucket that holds `burst_s` seconds' worth)."""
+    feedback_per_s: float = Field(500.0, ge=0)
+    """Feedback requests a second (a batch counts once), sustained."""
+    burst_s: float = Field(2.0, gt=0)
+    """How many seconds' worth of requests may arrive at once after a quiet spell."""
+    max_concurrent_chats: int = Field(64, ge=0)
+    """Chat requests of one tenant in flight at once (answers being generated)."""
+
+
+class QuotaConfig(QuotaLimits):
+    tenants: dict[str, QuotaLimits] = {}
+    """Per-tenant quotas; a tenant's entry overrides only the fields it sets."""
+
+    def for_tenant(self, tenant: str) -> QuotaLimits:
+        return _with_overrides(QuotaLimits, self, self.tenants.get(tenant))
+
+
 class ApiConfig(_Strict):
     host: str = "127.0.0.1"
     """Interface of `ct-llm api`."""
@@ -101,6 +185,14 @@ class ApiConfig(_Strict):
     """Largest serialized `metadata` object of an event."""
     upstream_timeout_s: float = 120.0
     """Timeout of a proxied chat completion."""
+    max_connections: int = Field(1000, ge=1)
+    """Open connections uvicorn serves at once; more are answered 503 (uvicorn's
+    `limit_concurrency`)."""
+    keep_alive_s: float = Field(5.0, gt=0)
+    """Idle keep-alive connections are closed after this long (uvicorn's
+    `timeout_keep_alive`)."""
+    chat: ChatConfig = ChatConfig()
+    quotas: QuotaConfig = QuotaConfig()
 
 
 RULES = (

@@ -186,6 +186,7 @@ def create_app(
     `managed` the replicas this process started (restarted when their memory grows)."""
     urls = [upstream_url] if isinstance(upstream_url, str) else list(upstream_url)
     state = GatewayState(ws=ws, upstreams=Upstreams(urls))
+    quotas = state.quotas
     replicas = [Managed(server) for server in managed]
     api_cfg = ws.config.api
     limits = TextLimits(
@@ -229,19 +230,28 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request, p: Principal = Depends(ingest_role)) -> Response:
-        body = await read_json_body(request, api_cfg.max_body_bytes)
-        if not isinstance(body, dict):
-            raise ApiError(400, "body must be a JSON object", code="invalid_body")
+        # Quotas first: a tenant over its share costs no parsing, no database, no model time.
+        quotas.admit(p.tenant, "chat")
+        release = quotas.chat_slot(p.tenant)
+        try:
+            body = await read_json_body(request, api_cfg.max_body_bytes)
+            if not isinstance(body, dict):
+                raise ApiError(400, "body must be a JSON object", code="invalid_body")
+        except BaseException:
+            release()
+            raise
         return await proxy_chat(
             state,
             p,
             body,
             request.headers.get(CONVERSATION_HEADER),
             request.headers.get(USER_HEADER),
+            on_done=release,
         )
 
     @app.post("/v1/feedback")
     async def feedback(request: Request, p: Principal = Depends(ingest_role)) -> dict[str, Any]:
+        quotas.admit(p.tenant, "feedback")
         started = time.perf_counter()
         data = await read_json_body(request, api_cfg.max_body_bytes)
         items = feedback_items(data, api_cfg.max_events_per_batch)

@@ -11,7 +11,7 @@ import json
 import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,8 @@ from ct_llm.feedback.context import context_hash
 from ct_llm.feedback.schema import check_text, find_non_finite
 from ct_llm.gateway.auth import ApiError, Principal, error_body
 from ct_llm.gateway.chat_messages import plain_text_messages
+from ct_llm.gateway.chat_params import upstream_fields, with_system_prompt
+from ct_llm.gateway.quotas import TenantQuotas
 from ct_llm.gateway.upstreams import Upstream, Upstreams
 from ct_llm.monitor.metrics import ApiMetrics
 from ct_llm.registry.registry import resolve_route
@@ -44,6 +46,8 @@ class GatewayState:
     ws: Workspace
     upstreams: Upstreams
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
+    quotas: TenantQuotas = field(init=False)
+    """Per-tenant rate and concurrency quotas, from the workspace's `api.quotas`."""
     http: httpx.AsyncClient | None = None
     """Pooled client, opened by the app's lifespan; None outside it (a client per request)."""
 
@@ -59,6 +63,9 @@ class GatewayState:
     @property
     def upstream_urls(self) -> list[str]:
         return [r.url for r in self.upstreams.replicas]
+
+    def __post_init__(self) -> None:
+        self.quotas = TenantQuotas(self.ws.config.api.quotas)
 
     def new_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -78,13 +85,6 @@ def _check_numbers(body: dict[str, Any]) -> None:
             f"{where}: numbers must be finite (a number as large as 1e999 overflows to Infinity)",
             code="invalid_number",
         )
-
-
-def with_system_prompt(messages: list[dict[str, Any]], prompt: str | None) -> list[dict[str, Any]]:
-    """Prepend the chatbot's persona unless the client brought its own system message."""
-    if not prompt or any(m.get("role") == "system" for m in messages):
-        return list(messages)
-    return [{"role": "system", "content": prompt}, *messages]
 
 
 # Printable ASCII but the escape character itself: what a `user` may keep as it is in a key.
@@ -226,21 +226,46 @@ async def proxy_chat(
     body: dict[str, Any],
     conversation_header: str | None,
     user_header: str | None = None,
+    on_done: Callable[[], None] = lambda: None,
+) -> Response:
+    """Proxy one chat; `on_done` is called once the answer has been relayed (for a stream, when
+    the stream ends), or at once when it fails before."""
+    try:
+        response = await _proxy_chat(
+            state, principal, body, conversation_header, user_header, on_done
+        )
+    except BaseException:
+        on_done()
+        raise
+    if not isinstance(response, StreamingResponse):
+        on_done()
+    return response
+
+
+async def _proxy_chat(
+    state: GatewayState,
+    principal: Principal,
+    body: dict[str, Any],
+    conversation_header: str | None,
+    user_header: str | None,
+    on_done: Callable[[], None],
 ) -> Response:
     tenant = principal.tenant
+    limits = state.ws.config.api.chat.for_tenant(tenant)
     _check_numbers(body)
     messages = plain_text_messages(body.get("messages"))
+    fields = upstream_fields(body, limits)
     key = conversation_key(conversation_header, body)
     user = end_user(user_header, body)
-    sent = with_system_prompt(messages, state.ws.config.system_prompt)
-    stream = bool(body.get("stream"))
+    sent = with_system_prompt(messages, state.ws.config.system_prompt, limits.client_system_prompt)
+    stream = bool(fields.get("stream"))
     own_client = state.http is None
     client = state.new_client() if own_client else state.http
     assert client is not None
     started = time.perf_counter()
 
     async def attempt(route: Route) -> tuple[httpx.Response, Upstream]:
-        upstream_body = {**body, "model": route.served_model, "messages": sent}
+        upstream_body = {**fields, "model": route.served_model, "messages": sent}
         try:
             r, replica = await _send(state, client, upstream_body, stream)
         except httpx.HTTPError as e:
@@ -282,7 +307,7 @@ async def proxy_chat(
     }
     if stream:
         return _relay_stream(
-            state, client, own_client, r, replica, headers, log_row, route, started
+            state, client, own_client, r, replica, headers, log_row, route, started, on_done
         )
     try:
         await r.aread()
@@ -322,6 +347,7 @@ def _relay_stream(
     log_row: dict[str, Any],
     route: Route,
     started: float,
+    on_done: Callable[[], None],
 ) -> Response:
     async def finish(parts: list[str]) -> None:
         latency = time.perf_counter() - started
@@ -367,6 +393,7 @@ def _relay_stream(
         finally:
             await r.aclose()
             state.upstreams.release(replica)
+            on_done()
             if own_client:
                 await client.aclose()
 

@@ -28,7 +28,15 @@ def run_api(
     from ct_llm.gateway.app import create_app
 
     app = create_app(ws, upstream_url, managed)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    api = ws.config.api
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        limit_concurrency=api.max_connections,
+        timeout_keep_alive=api.keep_alive_s,
+    )
 
 
 class ApiServerThread(Service):

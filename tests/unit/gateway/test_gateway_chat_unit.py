@@ -9,19 +9,7 @@ from ct_llm.gateway.chat import (
     conversation_key,
     new_response_id,
     upstream_error,
-    with_system_prompt,
 )
-
-
-def test_system_prompt_added_only_when_missing() -> None:
-    user = [{"role": "user", "content": "hi"}]
-    assert with_system_prompt(user, "Be kind.") == [
-        {"role": "system", "content": "Be kind."},
-        *user,
-    ]
-    own = [{"role": "system", "content": "Be terse."}, *user]
-    assert with_system_prompt(own, "Be kind.") == own
-    assert with_system_prompt(user, None) == user
 
 
 def test_conversation_key_precedence() -> None:

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -167,6 +168,19 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException) -> Response:
         return error_response(e.status_code, str(e.detail), code=None)
+
+    @app.exception_handler(OperationalError)
+    async def _database_unavailable(_: Request, e: OperationalError) -> Response:
+        # Locked (SQLite: another writer past the busy timeout), full, or unreachable: the
+        # request did nothing, and the client may send it again.
+        log.warning("database unavailable: %s", e.orig)
+        return error_response(
+            503,
+            "the database is busy or unreachable; nothing was stored, retry shortly",
+            type_="server_error",
+            code="database_unavailable",
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, e: Exception) -> Response:

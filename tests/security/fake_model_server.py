@@ -17,6 +17,8 @@ class FakeModelServer:
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":  # /health, /v1/models: the server is up
+            return httpx.Response(200, json={})
         body = json.loads(request.content)
         self.requests.append(body)
         return httpx.Response(

@@ -191,6 +191,9 @@ class ApiConfig(_Strict):
     keep_alive_s: float = Field(5.0, gt=0)
     """Idle keep-alive connections are closed after this long (uvicorn's
     `timeout_keep_alive`)."""
+    drain_s: float = Field(30.0, ge=0)
+    """On SIGTERM/SIGINT, how long requests in flight may take to finish before the API
+    stops."""
     chat: ChatConfig = ChatConfig()
     quotas: QuotaConfig = QuotaConfig()
 

@@ -92,6 +92,11 @@ class Workspace:
         return self.root / "reports"
 
     @property
+    def run_dir(self) -> Path:
+        """Records of the servers this workspace started (see deploy/server_record.py)."""
+        return self.root / "run"
+
+    @property
     def logs_dir(self) -> Path:
         return self.root / "logs"
 

@@ -79,11 +79,14 @@ def api(
 
     from ct_llm.deploy.rollout import reconcile_serving
     from ct_llm.deploy.vllm_server import ensure_servers
-    from ct_llm.gateway.server import run_api
+    from ct_llm.gateway.server import exit_on_signals, run_api
 
     ws, _ = open_workspace(workspace)
     started: list = []  # the replicas started here: restarted if their memory grows
-    with nullcontext(list(upstream)) if upstream else ensure_servers(ws, started=started) as url:
+    with (
+        exit_on_signals(),
+        nullcontext(list(upstream)) if upstream else ensure_servers(ws, started=started) as url,
+    ):
         try:
             loaded = reconcile_serving(ws, server_url=url)
         except ServingError as e:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ct_llm.config import REPO_ROOT, ServingConfig
 from ct_llm.deploy.dtype import serving_dtype
+from ct_llm.deploy.server_record import TOKEN_ENV, ServerRecord, not_ours
 from ct_llm.deploy.vllm_client import VllmClient
 from ct_llm.errors import ServingError
 from ct_llm.lifecycle import Service
@@ -140,8 +141,13 @@ class VllmServer(Service):
         log_path: Path | None = None,
         startup_timeout_s: float | None = None,
         cpu_bind: str | None = None,
+        record_path: Path | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
+        self.record_path = record_path
+        """Where to record the started server (server_record.py), so later processes of the
+        workspace can tell it from a foreign one; None: not recorded (a private server)."""
+        self._token = ServerRecord.new_token()
         self.cpu_bind = cpu_bind
         """Cores for vLLM-CPU's OpenMP threads (VLLM_CPU_OMP_THREADS_BIND); None: vLLM's own."""
         self.served_name = served_name
@@ -167,6 +173,7 @@ class VllmServer(Service):
         runtime LoRA loading and the core binding."""
         env = {k: v for k, v in parent.items() if k not in _ENV_TO_DROP}
         env.update(VLLM_ENV)
+        env[TOKEN_ENV] = self._token
         if self.cpu_bind:
             env["VLLM_CPU_OMP_THREADS_BIND"] = self.cpu_bind
         return env
@@ -203,6 +210,9 @@ class VllmServer(Service):
             self.stop()
             raise
         self.startup_s = time.monotonic() - began
+        if self.record_path is not None:
+            record = ServerRecord(self.process.pid, self.port, str(self.model_dir), self._token)
+            record.write(self.record_path)
         return self
 
     def _wait_healthy(self, client: VllmClient, began: float) -> None:
@@ -236,6 +246,8 @@ class VllmServer(Service):
         proc, self.process = self.process, None
         if proc is None:
             return
+        if self.record_path is not None:
+            self.record_path.unlink(missing_ok=True)
         try:
             pgid = os.getpgid(proc.pid)
         except ProcessLookupError:
@@ -261,9 +273,10 @@ def ensure_servers(
     receives the servers started here (the caller may restart them).
 
     serving.url / serving.urls set: use them (error if one does not answer). Else, per managed
-    replica (serving.replicas on port, port+1, ...): reuse a healthy server already there (e.g.
-    the one `ct-llm api` started), or start one on the base model - all missing ones at once -
-    and stop the ones started here when the block ends.
+    replica (serving.replicas on port, port+1, ...): reuse a healthy server already there that
+    this workspace started and recorded (e.g. the one `ct-llm api` started; any other server on
+    the port is an error), or start one on the base model - all missing ones at once - and stop
+    the ones started here when the block ends.
     """
     cfg = ws.config.serving
     urls = server_urls(ws)
@@ -278,16 +291,18 @@ def ensure_servers(
         return
     missing: list[VllmServer] = []
     for i, url in enumerate(urls):
-        client = VllmClient(url, timeout=10.0)
-        if client.healthy():
-            models = client.list_models()
-            if ws.config.base_model not in models:
+        port = cfg.port + i
+        record_path = ws.run_dir / f"vllm-{port}.json"
+        if VllmClient(url, timeout=10.0).healthy():
+            # Adopted only if this workspace started it: a foreign server would be given
+            # this workspace's adapters and serve its tenants.
+            why = not_ours(record_path, port, ws.require_base_model())
+            if why is not None:
                 raise ServingError(
-                    f"the server on {url} does not serve base model '{ws.config.base_model}' "
-                    f"(it lists {models}); stop it or set serving.port to a free port"
+                    f"a server this workspace did not start answers on {url} ({why}); stop it, "
+                    "set serving.port to a free port, or name it in serving.url to use it"
                 )
             continue
-        port = cfg.port + i
         log_path = (log_dir or ws.logs_dir) / f"vllm-{port}.log"
         missing.append(
             VllmServer(
@@ -297,6 +312,7 @@ def ensure_servers(
                 port=port,
                 log_path=log_path,
                 cpu_bind=cfg.cpu_bind[i] if cfg.cpu_bind else None,
+                record_path=record_path,
             )
         )
     with contextlib.ExitStack() as stack:

@@ -3,9 +3,11 @@ in-process on a real port (the demo, the tests)."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -23,20 +25,44 @@ def run_api(
     port: int,
     managed: Sequence[Any] = (),
 ) -> None:
-    """Serve the gateway + feedback API until interrupted; `managed`: the vLLM servers this
-    process started (see create_app)."""
+    """Serve the gateway + feedback API until SIGTERM or SIGINT; `managed`: the vLLM servers
+    this process started (see create_app).
+
+    On the signal uvicorn stops accepting connections, lets the requests in flight finish (at
+    most `api.drain_s`), runs the app's shutdown (queued feedback is committed) and returns.
+    It then re-raises the signal; under `exit_on_signals` that unwinds the caller's `with`
+    blocks, so the servers `ct-llm api` started are stopped too."""
     from ct_llm.gateway.app import create_app
 
     app = create_app(ws, upstream_url, managed)
     api = ws.config.api
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level="info",
         limit_concurrency=api.max_connections,
         timeout_keep_alive=api.keep_alive_s,
+        timeout_graceful_shutdown=api.drain_s,
     )
+    uvicorn.Server(config).run()
+
+
+@contextlib.contextmanager
+def exit_on_signals() -> Iterator[None]:
+    """SIGTERM (and SIGINT) raise SystemExit in the main thread for the block, so `with` blocks
+    and `finally` clauses run: the default SIGTERM action ends the process on the spot and
+    leaves child servers running."""
+
+    def leave(sig: int, _frame: Any) -> None:
+        raise SystemExit(128 + sig)
+
+    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class ApiServerThread(Service):

@@ -244,12 +244,13 @@ def test_ensure_server_uses_or_reuses_a_running_server(
 ) -> None:
     with ensure_server(served_workspace) as url:
         assert url == vllm_server.url
+    # The same server found on the workspace's port, but not started by this workspace: it is
+    # not adopted (it would be given the workspace's adapters), and not replaced either.
     port = int(vllm_server.url.rsplit(":", 1)[1])
-    reuse = Workspace(served_workspace.root, WorkspaceConfig(serving=ServingConfig(port=port)))
-    with ensure_server(reuse) as url:
-        assert url == vllm_server.url
-    # Reused, not started: a managed start would have written its log here.
-    assert not (reuse.logs_dir / f"vllm-{port}.log").exists()
+    by_port = Workspace(served_workspace.root, WorkspaceConfig(serving=ServingConfig(port=port)))
+    with pytest.raises(ServingError, match="did not start.*serving.url"), ensure_server(by_port):
+        pass
+    assert not (by_port.logs_dir / f"vllm-{port}.log").exists()
     dead = Workspace(
         served_workspace.root, WorkspaceConfig(serving=ServingConfig(url="http://127.0.0.1:18019"))
     )

@@ -12,7 +12,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -43,7 +43,7 @@ class GatewayState:
 
     ws: Workspace
     upstreams: Upstreams
-    metrics: ApiMetrics = field(default_factory=ApiMetrics)
+    metrics: ApiMetrics
     http: httpx.AsyncClient | None = None
     """Pooled client, opened by the app's lifespan; None outside it (a client per request)."""
 
@@ -176,8 +176,13 @@ def unreachable(state: GatewayState, e: httpx.HTTPError) -> ApiError:
 
 
 def _route(state: GatewayState, tenant: str, key: str) -> Route:
+    """Runs in a worker thread, so it may also refresh the metrics' registry names when a newly
+    deployed version is missing from them (its chats are then counted under its own name)."""
     with session_scope(state.database_url) as session:
-        return resolve_route(session, tenant, key, state.ws.config.base_model)
+        route = resolve_route(session, tenant, key, state.ws.config.base_model)
+    if state.metrics.versions.needs_read(tenant, [route.model_version]):
+        state.metrics.versions.read()
+    return route
 
 
 def _log(state: GatewayState, **row: Any) -> None:
@@ -244,7 +249,7 @@ async def proxy_chat(
         try:
             r, replica = await _send(state, client, upstream_body, stream)
         except httpx.HTTPError as e:
-            state.metrics.record_chat(route.model_version, "unreachable", None)
+            state.metrics.record_chat(tenant, route.model_version, "unreachable", None)
             raise unreachable(state, e) from None
         if r.status_code >= 400:
             await r.aread()
@@ -263,7 +268,7 @@ async def proxy_chat(
                 route = fresh
                 r, replica = await attempt(route)
         if r.status_code >= 400:
-            state.metrics.record_chat(route.model_version, "upstream_error", None)
+            state.metrics.record_chat(tenant, route.model_version, "upstream_error", None)
             raise upstream_error(r)
     except BaseException:
         if own_client:
@@ -296,7 +301,7 @@ async def proxy_chat(
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        state.metrics.record_chat(route.model_version, "upstream_error", None)
+        state.metrics.record_chat(tenant, route.model_version, "upstream_error", None)
         raise ApiError(
             502,
             "model server answered with something other than a JSON object",
@@ -308,7 +313,7 @@ async def proxy_chat(
     await run_in_threadpool(
         _log, state, response=_answer_text(data), latency_ms=latency * 1000, **log_row
     )
-    state.metrics.record_chat(route.model_version, "ok", latency)
+    state.metrics.record_chat(tenant, route.model_version, "ok", latency)
     return JSONResponse(data, headers=headers)
 
 
@@ -323,12 +328,14 @@ def _relay_stream(
     route: Route,
     started: float,
 ) -> Response:
+    tenant = log_row["tenant"]
+
     async def finish(parts: list[str]) -> None:
         latency = time.perf_counter() - started
         await run_in_threadpool(
             _log, state, response="".join(parts), latency_ms=latency * 1000, **log_row
         )
-        state.metrics.record_chat(route.model_version, "ok", latency)
+        state.metrics.record_chat(tenant, route.model_version, "ok", latency)
 
     async def relay() -> AsyncIterator[bytes]:
         parts: list[str] = []
@@ -359,7 +366,7 @@ def _relay_stream(
             if finished and not logged:
                 await finish(parts)
         except httpx.HTTPError as e:
-            state.metrics.record_chat(route.model_version, "upstream_error", None)
+            state.metrics.record_chat(tenant, route.model_version, "upstream_error", None)
             err = error_body(
                 f"model server stream broke: {type(e).__name__}", "upstream_error", "upstream_error"
             )

@@ -103,7 +103,9 @@ def api(
 def keys_create(
     tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant the key belongs to."),
     role: str = typer.Option(
-        "ingest", help="ingest (chats, feedback) | reviewer (trusted feedback) | admin"
+        "ingest",
+        help="ingest (chats, feedback) | reviewer (trusted feedback) | admin (the tenant's "
+        "rollouts and its own /metrics) | operator (/metrics of every tenant, nothing else)",
     ),
     workspace: Path = WorkspaceOpt,
 ) -> None:

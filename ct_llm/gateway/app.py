@@ -35,6 +35,8 @@ from ct_llm.gateway.edge import BodyLimit
 from ct_llm.gateway.json_guard import MAX_JSON_DEPTH, nests_deeper_than
 from ct_llm.gateway.upstreams import Upstreams
 from ct_llm.gateway.watch import watch_canaries, watch_memory
+from ct_llm.monitor.known_versions import KnownVersions
+from ct_llm.monitor.metrics import ApiMetrics
 from ct_llm.monitor.page import CSP, render_status_page
 from ct_llm.monitor.page_data import DEFAULT_DAYS, MAX_DAYS, status_page_payload
 from ct_llm.monitor.status import tenant_status
@@ -45,6 +47,7 @@ log = logging.getLogger("ct_llm.api")
 
 ingest_role = require_role("ingest")
 admin_role = require_role("admin")
+metrics_role = require_role("metrics")
 
 
 async def read_json_body(request: Request, limit: int) -> Any:
@@ -199,7 +202,8 @@ def create_app(
     """The app; `upstream_url` is the vLLM replica, or the list of replicas, it proxies to;
     `managed` the replicas this process started (restarted when their memory grows)."""
     urls = [upstream_url] if isinstance(upstream_url, str) else list(upstream_url)
-    state = GatewayState(ws=ws, upstreams=Upstreams(urls))
+    versions = KnownVersions.of_store(ws.database_url, ws.config.base_model)
+    state = GatewayState(ws=ws, upstreams=Upstreams(urls), metrics=ApiMetrics(versions))
     quotas = state.quotas
     replicas = [Managed(server) for server in managed]
     api_cfg = ws.config.api
@@ -280,6 +284,11 @@ def create_app(
                 code="overloaded",
                 headers={"Retry-After": "1"},
             ) from None
+        voted = [*result.thumbs_down_by_version, *result.thumbs_up_by_version]
+        if state.metrics.versions.needs_read(p.tenant, voted):
+            # A version registered since the last read (or an invented one): look again, at
+            # most every few seconds, off the event loop.
+            await run_in_threadpool(state.metrics.versions.read)
         state.metrics.record_feedback(p.tenant, result, time.perf_counter() - started)
         return result.to_dict()
 
@@ -293,11 +302,12 @@ def create_app(
         with session_scope(state.database_url) as session:
             return tenant_status(session, p.tenant, ws.config.base_model)
 
-    # Metrics span every tenant (model versions, counts), so only operators may scrape them;
-    # Prometheus sends the key with `authorization: {credentials: <admin key>}`.
+    # A tenant's admin key sees its own tenant's series, an operator key every tenant's
+    # (monitor/scope.py). Prometheus sends the key with `authorization: {credentials: <key>}`.
     @app.get("/metrics")
-    def metrics(_: Principal = Depends(admin_role)) -> Response:
-        return Response(state.metrics.render(), media_type=state.metrics.content_type)
+    def metrics(p: Principal = Depends(metrics_role)) -> Response:
+        body = state.metrics.render(p.metrics_tenant)
+        return Response(body, media_type=state.metrics.content_type)
 
     # Cycles, canary checks and promotions happen in other processes: /metrics reads them from
     # the store when scraped (cached; see monitor/store_metrics.py).

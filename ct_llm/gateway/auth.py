@@ -3,8 +3,12 @@
 A key is `ctk_<random>`; it is shown once at creation and only its sha256 is stored, with a short
 prefix so operators can name a key (to revoke it) without holding the secret. Roles: `ingest`
 (chat, feedback, own stats and status), `reviewer` (what ingest may; its feedback is trusted:
-support agents, annotators) and `admin` (everything, including /v1/admin/*). Trust is a property
-of the key, never of a user id in a body (README "Trust model").
+support agents, annotators), `admin` (everything for its own tenant, including /v1/admin/* and
+its tenant's series of /metrics) and `operator` (/metrics of every tenant and nothing else: a
+scrape credential for whoever runs the service). Every key belongs to a tenant, an operator's
+too (to name and revoke it), but an operator key acts for no tenant: it cannot chat, send
+feedback or run a rollout. Trust is a property of the key, never of a user id in a body (README
+"Trust model").
 """
 
 from __future__ import annotations
@@ -25,9 +29,17 @@ from ct_llm.store.models import ApiKey, utcnow
 
 KEY_PREFIX = "ctk_"
 PREFIX_LEN = len(KEY_PREFIX) + 8
-ROLES = ("ingest", "reviewer", "admin")
-# What each role may do: reviewer and admin include everything ingest may.
-_GRANTS = {"ingest": {"ingest"}, "reviewer": {"ingest"}, "admin": {"ingest", "admin"}}
+ROLES = ("ingest", "reviewer", "admin", "operator")
+# What each role may do: reviewer and admin include everything ingest may; `metrics` reads
+# /metrics, scoped by `Principal.metrics_tenant`.
+_GRANTS = {
+    "ingest": {"ingest"},
+    "reviewer": {"ingest"},
+    "admin": {"ingest", "admin", "metrics"},
+    "operator": {"metrics"},
+}
+ALL_TENANTS_ROLES = frozenset({"operator"})
+"""Roles that read every tenant's metrics."""
 TRUSTED_ROLES = frozenset({"reviewer"})
 """Roles whose feedback is exempt from the per-user cap and the quarantine."""
 
@@ -75,6 +87,11 @@ class Principal:
     def trusted(self) -> bool:
         return self.role in TRUSTED_ROLES
 
+    @property
+    def metrics_tenant(self) -> str | None:
+        """The tenant whose series /metrics shows this key; None: every tenant's."""
+        return None if self.role in ALL_TENANTS_ROLES else self.tenant
+
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
@@ -107,7 +124,8 @@ def revoke_api_key(database_url: str, prefix: str) -> None:
 
 
 def authenticate(database_url: str, authorization: str | None, needed_role: str) -> Principal:
-    """The principal of an `Authorization: Bearer <key>` header, or ApiError 401/403."""
+    """The principal of an `Authorization: Bearer <key>` header, or ApiError 401/403.
+    `needed_role` is a grant (`ingest`, `admin`, `metrics`): what the key's role must allow."""
     challenge = {"WWW-Authenticate": "Bearer"}
     if not authorization:
         raise ApiError(
@@ -134,10 +152,11 @@ def authenticate(database_url: str, authorization: str | None, needed_role: str)
             )
         principal = Principal(tenant=row.tenant, role=row.role, key_prefix=row.prefix)
     if needed_role not in _GRANTS.get(principal.role, set()):
+        allowed = " or ".join(f"'{r}'" for r in ROLES if needed_role in _GRANTS[r])
         raise ApiError(
             403,
-            f"this key's role '{principal.role}' may not do this; "
-            f"it needs the '{needed_role}' role",
+            f"this key's role '{principal.role}' may not do this; it needs a key with the "
+            f"role {allowed}",
             type_="permission_error",
             code="insufficient_role",
         )
@@ -145,7 +164,7 @@ def authenticate(database_url: str, authorization: str | None, needed_role: str)
 
 
 def require_role(role: str) -> Callable[[Request], Principal]:
-    """A FastAPI dependency giving the caller's Principal if its key has `role`."""
+    """A FastAPI dependency giving the caller's Principal if its key's role grants `role`."""
 
     def dependency(request: Request) -> Principal:
         return authenticate(

@@ -45,7 +45,7 @@ class GatewayState:
 
     ws: Workspace
     upstreams: Upstreams
-    metrics: ApiMetrics = field(default_factory=ApiMetrics)
+    metrics: ApiMetrics
     quotas: TenantQuotas = field(init=False)
     """Per-tenant rate and concurrency quotas, from the workspace's `api.quotas`."""
     http: httpx.AsyncClient | None = None
@@ -176,8 +176,13 @@ def unreachable(state: GatewayState, e: httpx.HTTPError) -> ApiError:
 
 
 def _route(state: GatewayState, tenant: str, key: str) -> Route:
+    """Runs in a worker thread, so it may also refresh the metrics' registry names when a newly
+    deployed version is missing from them (its chats are then counted under its own name)."""
     with session_scope(state.database_url) as session:
-        return resolve_route(session, tenant, key, state.ws.config.base_model)
+        route = resolve_route(session, tenant, key, state.ws.config.base_model)
+    if state.metrics.versions.needs_read(tenant, [route.model_version]):
+        state.metrics.versions.read()
+    return route
 
 
 def _log(state: GatewayState, **row: Any) -> None:
@@ -269,7 +274,7 @@ async def _proxy_chat(
         try:
             r, replica = await _send(state, client, upstream_body, stream)
         except httpx.HTTPError as e:
-            state.metrics.record_chat(route.model_version, "unreachable", None)
+            state.metrics.record_chat(tenant, route.model_version, "unreachable", None)
             raise unreachable(state, e) from None
         if r.status_code >= 400:
             await r.aread()
@@ -288,7 +293,7 @@ async def _proxy_chat(
                 route = fresh
                 r, replica = await attempt(route)
         if r.status_code >= 400:
-            state.metrics.record_chat(route.model_version, "upstream_error", None)
+            state.metrics.record_chat(tenant, route.model_version, "upstream_error", None)
             raise upstream_error(r)
     except BaseException:
         if own_client:
@@ -321,7 +326,7 @@ async def _proxy_chat(
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        state.metrics.record_chat(route.model_version, "upstream_error", None)
+        state.metrics.record_chat(tenant, route.model_version, "upstream_error", None)
         raise ApiError(
             502,
             "model server answered with something other than a JSON object",
@@ -333,7 +338,7 @@ async def _proxy_chat(
     await run_in_threadpool(
         _log, state, response=_answer_text(data), latency_ms=latency * 1000, **log_row
     )
-    state.metrics.record_chat(route.model_version, "ok", latency)
+    state.metrics.record_chat(tenant, route.model_version, "ok", latency)
     return JSONResponse(data, headers=headers)
 
 
@@ -349,12 +354,14 @@ def _relay_stream(
     started: float,
     on_done: Callable[[], None],
 ) -> Response:
+    tenant = log_row["tenant"]
+
     async def finish(parts: list[str]) -> None:
         latency = time.perf_counter() - started
         await run_in_threadpool(
             _log, state, response="".join(parts), latency_ms=latency * 1000, **log_row
         )
-        state.metrics.record_chat(route.model_version, "ok", latency)
+        state.metrics.record_chat(tenant, route.model_version, "ok", latency)
 
     async def relay() -> AsyncIterator[bytes]:
         parts: list[str] = []
@@ -385,7 +392,7 @@ def _relay_stream(
             if finished and not logged:
                 await finish(parts)
         except httpx.HTTPError as e:
-            state.metrics.record_chat(route.model_version, "upstream_error", None)
+            state.metrics.record_chat(tenant, route.model_version, "upstream_error", None)
             err = error_body(
                 f"model server stream broke: {type(e).__name__}", "upstream_error", "upstream_error"
             )

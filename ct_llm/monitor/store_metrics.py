@@ -3,20 +3,21 @@ the loop's cycles and trigger values, the canary's state, registry actions.
 
 `metric_families` is pure (a StoreSnapshot in, metric families out); `StoreCollector` reads a
 snapshot at scrape time and is registered on the API's own CollectorRegistry
-(`ApiMetrics.watch_store`).
+(`ApiMetrics.watch_store`). Every series about a tenant has a `tenant` label (what /metrics
+scopes by), and feedback is labelled only with versions the registry knows for the tenant,
+`unknown` otherwise (monitor/known_versions.py), so invented model_version names in events
+add no series.
 
-Scrape cost is bounded by a cache: a snapshot is read at most once per `min_interval_s`
-(default 30 s), and never more often than `1 / max_busy` times its own read time, so a store
-whose read takes 2 s is read at most every 40 s (5% of one connection's time), however often
-and by however many Prometheus servers it is scraped. Between reads a scrape answers from the
-cached snapshot; `ct_llm_store_snapshot_age_seconds` says how old it is, and a failed read
-keeps the previous snapshot and sets `ct_llm_store_up` to 0.
+Scrape cost is bounded by a cache (monitor/cached_read.py): a snapshot is read at most once per
+`min_interval_s` (default 30 s), and never more often than `1 / max_busy` times its own read
+time, so a store whose read takes 2 s is read at most every 40 s (5% of one connection's time),
+however often and by however many Prometheus servers it is scraped. Between reads a scrape
+answers from the cached snapshot; `ct_llm_store_snapshot_age_seconds` says how old it is, and a
+failed read keeps the previous snapshot and sets `ct_llm_store_up` to 0.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -29,11 +30,11 @@ from prometheus_client.core import (
     Metric,
 )
 
-from ct_llm.monitor.quality import UNKNOWN_VERSION, VoteTally, parse_vote
+from ct_llm.monitor.cached_read import CachedRead
+from ct_llm.monitor.known_versions import version_label
+from ct_llm.monitor.quality import VoteTally, parse_vote
 from ct_llm.monitor.store_snapshot import StoreSnapshot, read_snapshot
 from ct_llm.store.db import session_scope
-
-log = logging.getLogger("ct_llm.monitor")
 
 MIN_INTERVAL_S = 30.0
 MAX_BUSY = 0.05
@@ -45,7 +46,7 @@ def _number(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) else None
 
 
-def _feedback_families(snap: StoreSnapshot) -> list[Metric]:
+def _feedback_families(snap: StoreSnapshot, base_model: str) -> list[Metric]:
     events = CounterMetricFamily(
         "ct_llm_store_feedback_events",
         "Feedback events in the store (every API process, all time), by tenant, model version "
@@ -90,7 +91,7 @@ def _feedback_families(snap: StoreSnapshot) -> list[Metric]:
     total: dict[tuple[str, str], VoteTally] = defaultdict(VoteTally)
     recent: dict[tuple[str, str], VoteTally] = defaultdict(VoteTally)
     for tenant, version, kind, vote, is_recent, n in snap.feedback:
-        version = version or UNKNOWN_VERSION
+        version = version_label(snap.known_versions, base_model, tenant, version)
         counts[(tenant, version, kind)] += n
         if parse_vote(kind, vote) is None:
             continue
@@ -220,9 +221,12 @@ def _serving_families(snap: StoreSnapshot) -> list[Metric]:
     return [production, weight, since, check]
 
 
-def metric_families(snap: StoreSnapshot, age_s: float = 0.0, up: bool = True) -> list[Metric]:
+def metric_families(
+    snap: StoreSnapshot, base_model: str = "", age_s: float = 0.0, up: bool = True
+) -> list[Metric]:
     """Every family the store collector exposes for `snap` (families without samples too, so
-    the names are known before the first read)."""
+    the names are known before the first read). `base_model` is the name the gateway records
+    for chats the base model answered: a known version for every tenant."""
     health = [
         GaugeMetricFamily(
             "ct_llm_store_up", "1 if the last read of the store for metrics succeeded.", value=up
@@ -239,7 +243,7 @@ def metric_families(snap: StoreSnapshot, age_s: float = 0.0, up: bool = True) ->
         ),
     ]
     return [
-        *_feedback_families(snap),
+        *_feedback_families(snap, base_model),
         *_loop_families(snap),
         *_serving_families(snap),
         *health,
@@ -253,21 +257,22 @@ class StoreCollector:
         self,
         database_url: str,
         *,
+        base_model: str = "",
         window_h: float = 24.0,
         min_interval_s: float = MIN_INTERVAL_S,
         max_busy: float = MAX_BUSY,
         read: Callable[[], StoreSnapshot] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not 0 < max_busy <= 1:
-            raise ValueError(f"max_busy must be in (0, 1], not {max_busy}")
-        self.min_interval_s, self.max_busy, self.clock = min_interval_s, max_busy, clock
-        self._read = read or self._read_store
+        self.clock, self.base_model = clock, base_model
         self._database_url, self._window_h = database_url, window_h
-        self._lock = threading.Lock()
-        self._snapshot: StoreSnapshot | None = None
-        self._next_read = 0.0
-        self._up = True
+        self._cache = CachedRead(
+            read or self._read_store,
+            what="the store",
+            min_interval_s=min_interval_s,
+            max_busy=max_busy,
+            clock=clock,
+        )
 
     def _read_store(self) -> StoreSnapshot:
         with session_scope(self._database_url) as session:
@@ -275,23 +280,13 @@ class StoreCollector:
 
     def snapshot(self) -> tuple[StoreSnapshot, bool]:
         """The cached snapshot (read anew when it is due) and whether the last read worked."""
-        with self._lock:  # concurrent scrapes wait for one read instead of starting their own
-            now = self.clock()
-            if self._snapshot is None or now >= self._next_read:
-                started = time.perf_counter()
-                try:
-                    self._snapshot, self._up = self._read(), True
-                except Exception as e:  # a metrics scrape must not fail with the store
-                    log.warning("reading the store for metrics failed: %s", e)
-                    self._up = False
-                took = time.perf_counter() - started
-                self._next_read = now + max(self.min_interval_s, took / self.max_busy)
-            return self._snapshot or StoreSnapshot(window_h=self._window_h), self._up
+        snap = self._cache.get()
+        return snap or StoreSnapshot(window_h=self._window_h), self._cache.up
 
     def collect(self) -> Iterable[Metric]:
         snap, up = self.snapshot()
         age = max(0.0, self.clock() - snap.read_at) if snap.read_at else 0.0
-        return metric_families(snap, age_s=age, up=up)
+        return metric_families(snap, self.base_model, age_s=age, up=up)
 
     def describe(self) -> Iterable[Metric]:
         # Registering calls this to check names: answer without touching the store.

@@ -4,7 +4,8 @@ every tenant, the lineage counts, the newest cycle and canary check per group, t
 Cycles, canary checks and promotions happen in other processes (`ct-llm cycle`, `ct-llm
 schedule`, CronJobs, other API replicas), so their metrics are read from the store at scrape
 time rather than counted in this process. Every read is an aggregate (monitor/queries.py): one
-grouped scan of the feedback table, one of the lineage log, and a handful of rows besides.
+grouped scan of the feedback table, one of the lineage log, and a handful of rows besides
+(the aliases, and the registry's version names that feedback may be labelled with).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ct_llm.monitor import queries
+from ct_llm.registry.registry import known_versions
 from ct_llm.store.models import LineageEvent, utcnow
 
 
@@ -43,6 +45,8 @@ class StoreSnapshot:
     """(tenant, alias name, version, weight, set at: Unix time)."""
     canary_checks: list[tuple[str, str, str, float]] = field(default_factory=list)
     """The newest check per tenant and version: (tenant, version, action, Unix time)."""
+    known_versions: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Per tenant, the version names the registry knows (the only ones used as labels)."""
     window_h: float = 24.0
     read_at: float = 0.0
     """Unix time of the read."""
@@ -94,6 +98,7 @@ def read_snapshot(session: Session, window_h: float, now: datetime | None = None
         cycles=cycles,
         aliases=aliases,
         canary_checks=checks,
+        known_versions=known_versions(session),
         window_h=window_h,
         read_at=now.timestamp(),
         read_s=time.perf_counter() - started,

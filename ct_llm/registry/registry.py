@@ -75,6 +75,17 @@ def list_versions(session: Session, tenant: str) -> list[ModelVersion]:
     )
 
 
+def known_versions(session: Session) -> dict[str, frozenset[str]]:
+    """Every tenant's version names the registry knows: its model versions and whatever its
+    aliases name. Monitoring labels series only with these (monitor/known_versions.py)."""
+    known: dict[str, set[str]] = {}
+    rows = session.execute(select(ModelVersion.tenant, ModelVersion.id)).all()
+    rows += session.execute(select(Alias.tenant, Alias.model_version)).all()
+    for tenant, version in rows:
+        known.setdefault(tenant, set()).add(version)
+    return {tenant: frozenset(versions) for tenant, versions in known.items()}
+
+
 def latest_version(session: Session, tenant: str, state: str | None = None) -> ModelVersion | None:
     q = select(ModelVersion).where(ModelVersion.tenant == tenant)
     if state:

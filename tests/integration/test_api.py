@@ -343,7 +343,8 @@ def test_metrics_after_traffic(
     text = httpx.get(
         gateway.url + "/metrics", headers={"Authorization": f"Bearer {keys['admin']}"}
     ).text
-    assert 'ct_llm_chat_requests_total{model_version="acme-assistant-v1",outcome="ok"}' in text
-    assert 'ct_llm_chat_latency_seconds_count{model_version="acme-assistant-v1"}' in text
-    assert 'ct_llm_thumbs_down_events_total{model_version="acme-assistant-v1"}' in text
+    v1 = 'model_version="acme-assistant-v1"'
+    assert f'ct_llm_chat_requests_total{{{v1},outcome="ok",tenant="acme"}}' in text
+    assert f'ct_llm_chat_latency_seconds_count{{{v1},tenant="acme"}}' in text
+    assert f'ct_llm_thumbs_down_events_total{{{v1},tenant="acme"}}' in text
     assert 'ct_llm_feedback_events_total{outcome="accepted",tenant="acme"}' in text

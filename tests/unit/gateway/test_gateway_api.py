@@ -205,6 +205,8 @@ def test_tenant_isolation(client: TestClient, ws: Workspace, keys: dict[str, str
 
 
 def test_metrics_counters_move(client: TestClient, ws: Workspace, keys: dict[str, str]) -> None:
+    with session_scope(ws.database_url) as s:  # a version the registry knows keeps its name
+        registry.set_alias(s, "acme", "production", "acme-assistant-v1")
     add_response(ws, "acme", "r1", version="acme-assistant-v1")
     client.post(
         "/v1/feedback",
@@ -217,12 +219,13 @@ def test_metrics_counters_move(client: TestClient, ws: Workspace, keys: dict[str
     assert 'ct_llm_feedback_events_total{outcome="accepted",tenant="acme"} 2.0' in text
     assert 'ct_llm_feedback_events_total{outcome="duplicate",tenant="acme"} 1.0' in text
     assert 'ct_llm_feedback_events_total{outcome="rejected",tenant="acme"} 2.0' in text
-    assert 'ct_llm_thumbs_down_events_total{model_version="acme-assistant-v1"} 1.0' in text
-    assert 'ct_llm_thumbs_up_events_total{model_version="acme-assistant-v1"} 1.0' in text
+    v1 = 'model_version="acme-assistant-v1",tenant="acme"'
+    assert f"ct_llm_thumbs_down_events_total{{{v1}}} 1.0" in text
+    assert f"ct_llm_thumbs_up_events_total{{{v1}}} 1.0" in text
     for reason in ("invalid", "conflict"):
         line = f'ct_llm_feedback_rejected_events_total{{reason="{reason}",tenant="acme"}} 1.0'
         assert line in text
-    assert "ct_llm_feedback_request_seconds_count 3.0" in text
+    assert 'ct_llm_feedback_request_seconds_count{tenant="acme"} 3.0' in text
 
 
 def test_chat_with_upstream_down_is_502(client: TestClient, keys: dict[str, str]) -> None:
@@ -241,7 +244,7 @@ def test_chat_with_upstream_down_is_502(client: TestClient, keys: dict[str, str]
     text = client.get("/metrics", headers=h(keys["acme_admin"])).text
     assert (
         'ct_llm_chat_requests_total{model_version="smollm2-135m-instruct",'
-        'outcome="unreachable"} 2.0' in text
+        'outcome="unreachable",tenant="acme"} 2.0' in text
     )
 
 

@@ -31,7 +31,7 @@ class Fixed:
         self.snap = snap
 
     def collect(self):  # type: ignore[no-untyped-def]
-        return metric_families(self.snap, age_s=3.0)
+        return metric_families(self.snap, base_model="base-m", age_s=3.0)
 
 
 def snapshot() -> StoreSnapshot:
@@ -47,6 +47,10 @@ def snapshot() -> StoreSnapshot:
             (T, None, "thumbs", t, False, 2),
             (T, "v1", "rating", "true", True, 7),  # not a rating: counted as an event only
             ("globex", "g1", "thumbs", t, True, 1),
+            (T, "made-up-1", "thumbs", f, True, 1),  # names no version the registry knows
+            (T, "made-up-2", "thumbs", f, True, 1),
+            (T, "g1", "thumbs", f, True, 1),  # another tenant's version: unknown for acme
+            (T, "base-m", "thumbs", t, True, 1),  # chats the base model answered
         ],
         lineage=[
             (T, "cycle", "skipped", 40),
@@ -73,6 +77,7 @@ def snapshot() -> StoreSnapshot:
             ("globex", "canary", "g2", 0.1, 1600.0),
         ],
         canary_checks=[(T, "v2", "wait", 1700.0), (T, "v0", "rollback", 100.0)],
+        known_versions={T: frozenset({"v0", "v1", "v2"}), "globex": frozenset({"g1", "g2"})},
         window_h=24,
         read_s=0.25,
     )
@@ -91,10 +96,18 @@ def test_families_from_a_snapshot() -> None:
     assert (
         get("ct_llm_store_feedback_events_total", tenant=T, model_version="v1", kind="rating") == 11
     )
+    # No version, invented versions and another tenant's version: all `unknown` (2 + 3).
     assert (
         get("ct_llm_store_feedback_events_total", tenant=T, model_version="unknown", kind="thumbs")
-        == 2
+        == 5
     )
+    assert get("ct_llm_store_thumbs_total", tenant=T, model_version="base-m", vote="up") == 1
+    acme_versions = {
+        labels["model_version"]
+        for labels in (dict(k[1]) for k in s)
+        if labels.get("tenant") == T and "model_version" in labels
+    }
+    assert acme_versions == {"v1", "unknown", "base-m"}
     assert get("ct_llm_store_thumbs_total", tenant=T, model_version="v1", vote="down") == 9
     assert get("ct_llm_store_thumbs_total", tenant=T, model_version="v1", vote="up") == 1
     assert get("ct_llm_store_ratings_total", tenant=T, model_version="v1") == 4

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from required_services import missing_service
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("CT_LLM_CACHE", str(REPO / ".cache"))
@@ -44,7 +45,7 @@ def postgres():  # type: ignore[no-untyped-def]
     from ct_llm.store.local_postgres import LocalPostgres, postgres_binaries
 
     if postgres_binaries() is None:
-        pytest.skip("PostgreSQL is not installed here (initdb, pg_ctl, psql)")
+        missing_service("PostgreSQL is not installed here (initdb, pg_ctl, psql)")
     with LocalPostgres() as pg:
         template = pg.create_database("ct_template")
         migrate(template)

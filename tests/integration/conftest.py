@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from required_services import missing_service
 from tiny_models import make_tiny_llama
 
 # CT_LLM_TEST_VLLM_PORT lets two test runs on one machine use separate servers.
@@ -49,7 +50,7 @@ def vllm_server(
     try:
         serving_python(cfg)
     except ServingError as e:
-        pytest.skip(f"no vLLM serving environment: {e}")
+        missing_service(f"no vLLM serving environment: {e}")
     log_path = tmp_path_factory.mktemp("vllm") / f"vllm-{VLLM_TEST_PORT}.log"
     server = VllmServer(base_model_dir, SERVED_NAME, cfg, log_path=log_path)
     server.start()

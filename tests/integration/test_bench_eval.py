@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+from required_services import missing_service
 
 from ct_llm.bench.eval import bench_prompts, run_eval_bench
 
@@ -39,7 +40,7 @@ def test_bench_eval_small_run(base_model_dir: Path) -> None:
     try:
         serving_python(ServingConfig())
     except ServingError as e:
-        pytest.skip(f"no vLLM serving environment: {e}")
+        missing_service(f"no vLLM serving environment: {e}")
     lines: list[str] = []
     res = run_eval_bench(
         lines.append, prompts=4, max_tokens=8, concurrency=4, port=PORT, base=base_model_dir

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from required_services import missing_service
 
 from ct_llm.bench.swap import Request, first_token_after, run_swap_bench
 
@@ -41,7 +42,7 @@ def test_swaps_and_a_rollback_under_streaming_load_fail_no_request(base_model_di
     try:
         serving_python(ServingConfig())
     except ServingError as e:
-        pytest.skip(f"no vLLM serving environment: {e}")
+        missing_service(f"no vLLM serving environment: {e}")
     lines: list[str] = []
     res = run_swap_bench(
         lines.append,

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import pytest
+from required_services import missing_service
 
 from ct_llm.evals.rag import RagSample, rag_available, score_rag_samples
 
@@ -46,7 +47,7 @@ CASES = {
 def judge(vllm_server: Any) -> dict[str, str]:
     missing = rag_available()
     if missing:
-        pytest.skip(missing)
+        missing_service(missing)
     return {"base_url": vllm_server.url + "/v1", "model": vllm_server.served_name}
 
 

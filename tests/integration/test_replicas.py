@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from required_services import missing_service
 
 from ct_llm.bench.swap import Traffic
 from ct_llm.config import DeployConfig, ServingConfig, WorkspaceConfig
@@ -73,7 +74,7 @@ def test_two_replicas_share_traffic_and_restart_without_dropping_a_request(
     try:
         serving_python(serving)
     except ServingError as e:
-        pytest.skip(f"no vLLM serving environment: {e}")
+        missing_service(f"no vLLM serving environment: {e}")
     config = WorkspaceConfig(serving=serving, deploy=DeployConfig(canary_check_interval_s=0))
     ws = Workspace.init(tmp_path / "ws", config)
     import_model(str(base_model_dir), ws.base_model_dir)

@@ -185,6 +185,42 @@ def bootstrap_percentile(
     return _interval(point, draws, confidence, resamples)
 
 
+def bootstrap_ratio_by_round(
+    numerator_rounds: Sequence[Sequence[float]],
+    denominator_rounds: Sequence[Sequence[float]],
+    q: float,
+    *,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> BootstrapInterval | None:
+    """Interval on percentile_q(all numerator samples) / percentile_q(all denominator samples)
+    for two models measured in paired rounds (round i of each on the same stretch of time), by
+    a cluster bootstrap: whole rounds are resampled, each with both models' samples.
+
+    Requests of one round share the machine's state at that moment (another job, a GC pause,
+    frequency scaling), so they are not independent draws: resampling requests treats a slow
+    spell that hit one model's round as evidence about the model and gives an interval far too
+    narrow. Resampling rounds widens the interval by exactly that spell's weight. Seeded. None
+    when the rounds do not pair up (different counts, fewer than 2) or a percentile is missing.
+    """
+    if len(numerator_rounds) != len(denominator_rounds) or len(numerator_rounds) < 2:
+        return None
+    flat_num = [x for r in numerator_rounds for x in r]
+    flat_den = [x for r in denominator_rounds for x in r]
+    point_num, point_den = percentile(flat_num, q), percentile(flat_den, q)
+    if point_num is None or not point_den or point_den <= 0:
+        return None
+    rng, n, draws = random.Random(seed), len(numerator_rounds), []
+    for _ in range(resamples):
+        picks = [rng.randrange(n) for _ in range(n)]
+        a = percentile([x for i in picks for x in numerator_rounds[i]], q)
+        b = percentile([x for i in picks for x in denominator_rounds[i]], q)
+        if a is not None and b:
+            draws.append(a / b)
+    return _interval(point_num / point_den, draws, confidence, resamples)
+
+
 def bootstrap_ratio(
     numerator: Sequence[float],
     denominator: Sequence[float],

@@ -89,10 +89,8 @@ def heldout_prompts(ws: Workspace, tenant: str, version_id: str) -> tuple[list[A
 def _latency_settled(ws: Workspace, label: str) -> Any:
     """The gate's own latency rule as the performance phase's stopping rule."""
 
-    def settled(cand: list[float], ref: list[float], rounds: int) -> bool:
-        return latency_settled(
-            LatencySamples(tuple(cand), tuple(ref), label, rounds), ws.config.gate
-        )
+    def settled(cand: list[list[float]], ref: list[list[float]]) -> bool:
+        return latency_settled(LatencySamples.from_rounds(cand, ref, label), ws.config.gate)
 
     return settled
 

@@ -75,9 +75,9 @@ class EvalOptions:
     latency_reference: tuple[str, str] | None = None
     """(served model name, description) the candidate's latency is compared with; None: the
     baseline model itself."""
-    latency_settled: Callable[[list[float], list[float], int], bool] | None = None
-    """Stop measuring latency once this says the gate's rule is decided (candidate samples,
-    reference samples, rounds)."""
+    latency_settled: Callable[[list[list[float]], list[list[float]]], bool] | None = None
+    """Stop measuring latency once this says the gate's rule is decided (the candidate's and
+    the reference's latencies, one list per round)."""
     on_answered: Callable[[], None] | None = None
     """Called once the answers phase is over, before anything else: stops the `endpoints`
     servers, which the later phases never ask (measured on 2 cores: an idle vLLM-CPU engine
@@ -322,7 +322,7 @@ def _performance(
         max_tokens=perf.max_tokens,
         rounds=perf.rounds,
         max_rounds=perf.max_rounds,
-        settled=(lambda s, r: settled(s["candidate"], s["baseline"], r)) if settled else None,
+        settled=(lambda s: settled(s["candidate"], s["baseline"])) if settled else None,
         concurrency=perf.concurrency,
         api_key=opts.api_key,
         timeout_s=opts.timeout_s,

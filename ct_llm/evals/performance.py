@@ -51,7 +51,8 @@ def _ok_ms(samples: list[dict]) -> list[float]:
     return [round(s["latency_s"] * 1000, 1) for s in samples if s["ok"]]
 
 
-def _stats(samples: list[dict], wall_s: float, rounds: int) -> dict[str, Any]:
+def _stats(rounds_of: list[list[dict]], wall_s: float) -> dict[str, Any]:
+    samples = [s for r in rounds_of for s in r]
     ok = _ok_ms(samples)
     tokens = sum(s.get("tokens", 0) for s in samples if s["ok"])
     p50, p95 = percentile(ok, 50), percentile(ok, 95)
@@ -61,8 +62,9 @@ def _stats(samples: list[dict], wall_s: float, rounds: int) -> dict[str, Any]:
         "tokens_per_s": round(tokens / wall_s, 2) if wall_s > 0 and tokens else None,
         "n": len(ok),
         "errors": len(samples) - len(ok),
-        "rounds": rounds,
+        "rounds": len(rounds_of),
         "samples_ms": ok,
+        "rounds_ms": [_ok_ms(r) for r in rounds_of],
     }
 
 
@@ -74,16 +76,16 @@ def measure_performance(
     max_tokens: int = 32,
     rounds: int = 2,
     max_rounds: int | None = None,
-    settled: Callable[[dict[str, list[float]], int], bool] | None = None,
+    settled: Callable[[dict[str, list[list[float]]]], bool] | None = None,
     concurrency: int = 4,
     api_key: str = "none",
     timeout_s: float = 120.0,
 ) -> dict[str, dict[str, Any]]:
-    """{role: {p50_ms, p95_ms, tokens_per_s, n, errors, rounds, samples_ms}} for each of
-    `models` ({role: model}); at least `rounds` rounds, then more (in pairs, so the order stays
-    balanced) while `settled(samples_ms by role, rounds)` is False, up to `max_rounds`."""
+    """{role: {p50_ms, p95_ms, tokens_per_s, n, errors, rounds, samples_ms, rounds_ms}} for each
+    of `models` ({role: model}); at least `rounds` rounds, then more (in pairs, so the order
+    stays balanced) while `settled(latencies by role and round)` is False, up to `max_rounds`."""
     client = make_client(base_url, api_key, timeout_s)
-    samples: dict[str, list[dict]] = {role: [] for role in models}
+    samples: dict[str, list[list[dict]]] = {role: [] for role in models}
     wall: dict[str, float] = dict.fromkeys(models, 0.0)
     roles = list(models)
     limit = rounds if settled is None else max(rounds, max_rounds or rounds)
@@ -97,14 +99,14 @@ def measure_performance(
                     pool.submit(_timed_request, client, models[role], p, max_tokens)
                     for p in prompts
                 ]
-                samples[role] += [f.result() for f in futures]
+                samples[role].append([f.result() for f in futures])
                 wall[role] += time.perf_counter() - t0
             done += 1
             if done < rounds or done % 2 or settled is None:
                 continue
-            if settled({role: _ok_ms(samples[role]) for role in roles}, done):
+            if settled({role: [_ok_ms(r) for r in samples[role]] for role in roles}):
                 break
-    return {role: _stats(samples[role], wall[role], done) for role in roles}
+    return {role: _stats(samples[role], wall[role]) for role in roles}
 
 
 def _safetensors_parameters(path: Path) -> int:

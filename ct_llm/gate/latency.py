@@ -8,10 +8,14 @@ server (~2-3x on vLLM-CPU's fallback path, a few percent with GPU kernels), not 
 and is a serving decision (`serving.max_lora_rank`, the adapter rule, `max_latency_p95_ms`).
 
 The interval is a seeded percentile bootstrap on the ratio of the two models' latency percentile
-(`latency_percentile`), at confidence 1 - 2 alpha: within when its upper bound is at most
-`max_latency_ratio`, beyond when its lower bound exceeds it, undecided otherwise. The eval
-measures more rounds while undecided (up to `eval.performance.max_rounds`); still undecided at
-that budget, the policy's `latency_undecided` applies. `max_latency_p95_ms` is an absolute
+(`latency_percentile`), at confidence 1 - 2 alpha, that resamples whole rounds (both models'
+requests of a round together; stats.bootstrap_ratio_by_round): requests of one round share the
+machine's state, so a slow spell during one model's round widens the interval instead of
+deciding it (reports from before rounds were kept resample requests). Within when its upper
+bound is at most `max_latency_ratio`, beyond when its lower bound exceeds it, undecided
+otherwise. The eval measures more rounds while undecided (up to
+`eval.performance.max_rounds`); still undecided at that budget, the policy's
+`latency_undecided` applies. `max_latency_p95_ms` is an absolute
 budget on the candidate's percentile, decided the same way.
 """
 
@@ -21,7 +25,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ct_llm.gate.types import LatencySamples, RuleResult, verdict
-from ct_llm.stats import BootstrapInterval, bootstrap_percentile, bootstrap_ratio
+from ct_llm.stats import (
+    BootstrapInterval,
+    bootstrap_percentile,
+    bootstrap_ratio,
+    bootstrap_ratio_by_round,
+)
 
 if TYPE_CHECKING:
     from ct_llm.gate.policy import GatePolicy
@@ -54,7 +63,9 @@ def assess_latency(s: LatencySamples, p: GatePolicy) -> LatencyAssessment:
     parts: list[str] = []
     ratio = absolute = None
     if p.max_latency_ratio is not None:
-        ratio = bootstrap_ratio(s.candidate_ms, s.reference_ms, q, confidence=confidence)
+        ratio = bootstrap_ratio_by_round(
+            s.candidate_rounds, s.reference_rounds, q, confidence=confidence
+        ) or bootstrap_ratio(s.candidate_ms, s.reference_ms, q, confidence=confidence)
         if ratio is None:
             return LatencyAssessment("undecided", None, None, ("not measured for both",))
         states.append(_place(ratio, p.max_latency_ratio))

@@ -57,6 +57,11 @@ def _latency_samples(summary: dict[str, Any]) -> LatencySamples | None:
     ref = (lat.get("baseline") or {}).get("samples_ms")
     if cand is None or ref is None:
         return None
+    cand_rounds = (lat.get("candidate") or {}).get("rounds_ms")
+    ref_rounds = (lat.get("baseline") or {}).get("rounds_ms")
+    label = str(lat.get("reference") or "production")
+    if cand_rounds and ref_rounds:
+        return LatencySamples.from_rounds(cand_rounds, ref_rounds, label)
     return LatencySamples(
         candidate_ms=tuple(float(x) for x in cand),
         reference_ms=tuple(float(x) for x in ref),

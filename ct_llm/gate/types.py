@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -48,6 +49,27 @@ class LatencySamples:
     """What the candidate was measured against: the production adapter, or a reference adapter
     of the candidate's own shape when production is the base model."""
     rounds: int = 0
+    candidate_rounds: tuple[tuple[float, ...], ...] = ()
+    """The same latencies by round (empty in reports written before rounds were kept)."""
+    reference_rounds: tuple[tuple[float, ...], ...] = ()
+
+    @classmethod
+    def from_rounds(
+        cls,
+        candidate: Sequence[Sequence[float]],
+        reference: Sequence[Sequence[float]],
+        label: str,
+    ) -> LatencySamples:
+        cand = tuple(tuple(float(x) for x in r) for r in candidate)
+        ref = tuple(tuple(float(x) for x in r) for r in reference)
+        return cls(
+            candidate_ms=tuple(x for r in cand for x in r),
+            reference_ms=tuple(x for r in ref for x in r),
+            reference=label,
+            rounds=len(cand),
+            candidate_rounds=cand,
+            reference_rounds=ref,
+        )
 
 
 @dataclass(frozen=True)

@@ -411,9 +411,10 @@ def test_performance_measures_more_rounds_until_settled(
     perf = PerformanceConfig(prompts=1, rounds=2, max_rounds=6, max_tokens=3, concurrency=1)
     calls: list[int] = []
 
-    def settled(cand: list[float], ref: list[float], rounds: int) -> bool:
+    def settled(cand: list[list[float]], ref: list[list[float]]) -> bool:
+        rounds = len(cand)
         calls.append(rounds)
-        assert len(cand) == len(ref) == rounds
+        assert len(ref) == rounds and all(len(r) == 1 for r in cand + ref)  # 1 prompt a round
         return rounds >= 4
 
     opts = EvalOptions(performance=perf, latency_settled=settled, latency_reference=("base", "ref"))
@@ -421,8 +422,9 @@ def test_performance_measures_more_rounds_until_settled(
     assert calls == [2, 4]  # asked after pairs of rounds, stops when settled
     assert result.latency["candidate"]["rounds"] == 4
     assert len(result.latency["candidate"]["samples_ms"]) == 4
+    assert [len(r) for r in result.latency["candidate"]["rounds_ms"]] == [1, 1, 1, 1]
     assert result.latency["reference"] == "ref"
-    never = EvalOptions(performance=perf, latency_settled=lambda c, r, n: False)
+    never = EvalOptions(performance=perf, latency_settled=lambda c, r: False)
     assert (
         evaluate(url, "cand", "base", SUITES[1:], options=never).latency["baseline"]["rounds"] == 6
     )  # the budget

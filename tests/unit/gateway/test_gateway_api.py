@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from ct_llm.config import ApiConfig, WorkspaceConfig
 from ct_llm.errors import RegistryError
 from ct_llm.gateway.app import create_app
 from ct_llm.gateway.auth import create_api_key, revoke_api_key
+from ct_llm.gateway.routes import admin as admin_routes
 from ct_llm.registry import registry
 from ct_llm.store.db import session_scope
 from ct_llm.store.models import ChatResponse
@@ -270,7 +269,6 @@ def test_admin_endpoints_call_rollout(
     client: TestClient, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[Any, ...]] = []
-    fake = types.ModuleType("ct_llm.deploy.rollout")
 
     def rollback(
         ws: Workspace, tenant: str, *, actor: str = "cli", server_url: str | None = None
@@ -301,9 +299,12 @@ def test_admin_endpoints_call_rollout(
         calls.append(("promote", tenant, version_id, actor, server_url))
         return {"production": version_id or "the-canary"}
 
-    fake.rollback, fake.deploy_canary = rollback, deploy_canary  # type: ignore[attr-defined]
-    fake.promote = promote  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "ct_llm.deploy.rollout", fake)
+    for name, fake in (
+        ("rollback", rollback),
+        ("deploy_canary", deploy_canary),
+        ("promote", promote),
+    ):
+        monkeypatch.setattr(admin_routes, name, fake)
     admin = h(keys["acme_admin"])
     r = client.post(
         "/v1/admin/canary", json={"version": "acme-assistant-v2", "weight": 0.2}, headers=admin

@@ -1,0 +1,1 @@
+"""The routers of `ct-llm api`: chat, feedback, admin, ops (health, metrics, status)."""

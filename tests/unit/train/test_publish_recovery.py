@@ -139,7 +139,7 @@ def test_temporary_folders_of_killed_writes_are_removed(empty_workspace: Workspa
     ]
     kept = [
         ws.adapters_dir / ".globex-assistant-v1.k3j2l1.tmp",  # another tenant's, maybe running
-        ws.adapters_dir / ".acme-assistant-extra-v1.aaa.tmp",  # tenant "acme-assistant-extra"? no
+        ws.adapters_dir / ".acme-assistant-extra-v1.aaa.tmp",  # not acme-assistant-v<N>
     ]
     for p in ours + kept:
         p.mkdir(parents=True)

@@ -31,3 +31,7 @@ class BusyError(CtLlmError):
     """Another job holds the lock this one needs (e.g. a training of the same tenant)."""
 
     exit_code = 3
+
+
+class IntegrityError(CtLlmError):
+    """An artifact's files differ from the sha256 recorded when it was written."""

@@ -14,7 +14,9 @@ The pipeline, in one streaming pass over the store and one over the staged rows:
 
 Memory holds one context group, one dedup batch, the dedup and prompt key sets (ints) and per-user
 counters, never the dataset. Everything runs in a temporary folder renamed into place at the
-end (`atomic_directory`); `--dry-run` runs the same code into a folder it then deletes.
+end (`atomic_directory`), then the version's row is inserted; a run killed between the two is
+cleared by the next (`_clear_leftovers`). `--dry-run` runs the same code into a folder it then
+deletes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ct_llm import leftovers
 from ct_llm.atomic import atomic_directory, atomic_write_json, sha256_file
 from ct_llm.config import CurateConfig
 from ct_llm.curate import events as ev
@@ -41,6 +44,7 @@ from ct_llm.curate.layout import KINDS, split_path
 from ct_llm.curate.stages import Curation, Progress
 from ct_llm.curate.validate import Validator
 from ct_llm.errors import NoDataError
+from ct_llm.loop.locks import job_lock
 from ct_llm.store.db import get_engine, session_scope
 from ct_llm.store.models import DatasetVersion
 from ct_llm.workspace import Workspace
@@ -108,7 +112,31 @@ def curate_dataset(
     on_progress: Progress | None = None,
 ) -> CurateResult:
     with _fewer_gc_passes():
-        return _curate(ws, tenant, dry_run, import_path, on_progress)
+        if dry_run:  # writes nothing under datasets/
+            return _curate(ws, tenant, dry_run, import_path, on_progress)
+        # One curation per tenant at a time: two would pick the same version name, and the
+        # clean-up below must not move a folder another run is about to register.
+        with job_lock(ws.locks_dir, "curate", tenant):
+            _clear_leftovers(ws, tenant)
+            return _curate(ws, tenant, dry_run, import_path, on_progress)
+
+
+def _clear_leftovers(ws: Workspace, tenant: str) -> None:
+    """What a killed curation left (ct_llm/leftovers.py): its temporary folder is deleted; its
+    complete folder without a row is quarantined to `datasets/.orphans/`.
+
+    Quarantined rather than adopted: the store is a dataset's source of truth, and curating again
+    rebuilds the version from the same events (and any newer ones) in minutes. Adopting would take
+    the row's fields from a file found on disk, among them `max_event_seq`, where the next
+    version's window starts: a wrong one would silently skip feedback. The folder stays under
+    `.orphans/` for inspection."""
+    names = leftovers.version_names(f"{tenant}-data")
+    leftovers.remove_temporaries(ws.datasets_dir, names)
+    with session_scope(ws.database_url) as session:
+        query = select(DatasetVersion.id).where(DatasetVersion.tenant == tenant)
+        known = set(session.scalars(query))
+    for folder in leftovers.unregistered(ws.datasets_dir, names, known):
+        leftovers.quarantine(folder, ws.datasets_dir, "complete, but no dataset version row")
 
 
 def _curate(

@@ -3,19 +3,21 @@
 vLLM loads whatever path it is given, and pickle-based weights (`.bin`, `.pt`) execute code on
 load, so the folder must hold only safetensors weights and live inside the workspace's
 adapters/ folder (no `..`, no symlink leading elsewhere). The rank is checked here because vLLM
-would otherwise fail with a shape error deep inside the engine. File reads only: no torch.
+would otherwise fail with a shape error deep inside the engine. Last, because it reads every byte,
+each file must match the sha256 recorded when the adapter was trained (ct_llm/integrity.py): what
+was evaluated and gated is what is served. File reads only: no torch.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ct_llm.errors import CtLlmError
+from ct_llm.integrity import PICKLE_SUFFIXES, verify_folder
 
-# Formats that are unpickled on load and so can run arbitrary code.
-PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib"})
 ADAPTER_CONFIG = "adapter_config.json"
 # The fields that decide whether LoRA weights fit a base model's matrices.
 SHAPE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
@@ -123,8 +125,11 @@ def check_adapter(
     adapters_dir: Path | str,
     max_lora_rank: int,
     base_model_dir: Path | str | None = None,
+    files_sha256: Mapping[str, str] | None = None,
 ) -> None:
-    """Raise AdapterCheckError unless `path` is a safe, servable LoRA adapter folder."""
+    """Raise AdapterCheckError unless `path` is a safe, servable LoRA adapter folder, and
+    IntegrityError unless its files are those its manifest (and `files_sha256`, the registry's
+    copy of the hashes, when given) recorded at training."""
     path, adapters_dir = Path(path), Path(adapters_dir)
     resolved = _check_location(path, adapters_dir)
     _check_files(resolved, adapters_dir.resolve())
@@ -145,3 +150,4 @@ def check_adapter(
         )
     if base_model_dir is not None:
         _check_base_model(config, Path(base_model_dir))
+    verify_folder(resolved, files_sha256)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,13 +73,23 @@ class Replicas:
             probe_s, answer = probed.result() if probed else (0.0, "")
         return LoadResult(load_s, probe_s, answer)
 
-    def load_everywhere(self, name: str, path: str, *, probe: bool = True) -> LoadResult:
+    def load_everywhere(
+        self,
+        name: str,
+        path: str,
+        *,
+        probe: bool = True,
+        files_sha256: Mapping[str, str] | None = None,
+    ) -> LoadResult:
         """Check the adapter folder once (safetensors only, inside adapters/, rank, base
-        model), then load it into every replica at once, verify each lists it and answers a
+        model, every file's sha256 against the manifest and `files_sha256`, the registry's
+        copy), then load it into every replica at once, verify each lists it and answers a
         one-token probe with it. Any replica failing fails the whole load."""
         ws = self.ws
         base_dir = ws.base_model_dir if (ws.base_model_dir / "config.json").exists() else None
-        check_adapter(path, ws.adapters_dir, ws.config.serving.max_lora_rank, base_dir)
+        check_adapter(
+            path, ws.adapters_dir, ws.config.serving.max_lora_rank, base_dir, files_sha256
+        )
         resolved = str(Path(path).resolve())
         with ThreadPoolExecutor(max_workers=len(self.clients)) as pool:
             results = list(

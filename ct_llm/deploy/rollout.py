@@ -124,10 +124,10 @@ def deploy_canary(
                 f"tenant '{tenant}' already has canary {current}; `ct-llm promote` or "
                 "`ct-llm rollback` it before deploying another"
             )
-        path = mv.path
+        path, pinned = mv.path, registry.pinned_files(mv)
     replicas = _replicas(ws, server_url)
     try:
-        loaded = replicas.load_everywhere(version_id, path)
+        loaded = replicas.load_everywhere(version_id, path, files_sha256=pinned)
     except Exception as e:
         _record_failure(ws, tenant, version_id, "deploy", actor, e)
         raise
@@ -183,11 +183,14 @@ def promote(
             raise RegistryError(
                 f"{target} is '{mv.state}'; only an approved or canary version can be promoted"
             )
-        state_before, path = mv.state, mv.path
+        state_before, path, pinned = mv.state, mv.path, registry.pinned_files(mv)
     replicas = _replicas(ws, server_url)
     try:
-        # A canary already answers real traffic on every replica: no probe needed.
-        loaded = replicas.load_everywhere(target, path, probe=state_before != "canary")
+        # A canary already answers real traffic on every replica: no probe needed. Its files
+        # are checked again all the same: the alias users get is about to move to them.
+        loaded = replicas.load_everywhere(
+            target, path, probe=state_before != "canary", files_sha256=pinned
+        )
     except Exception as e:
         _record_failure(ws, tenant, target, "promote", actor, e)
         raise
@@ -266,12 +269,14 @@ def rollback(
             )
         removed = canary or production
         target = production if canary else _previous_production(session, tenant, production or "")
-        target_path = registry.get_version(session, tenant, target).path if target else None
+        target_mv = registry.get_version(session, tenant, target) if target else None
+        target_path = target_mv.path if target_mv else None
+        pinned = registry.pinned_files(target_mv) if target_mv else None
     replicas = _replicas(ws, server_url)
     # Traffic goes back to `target`: it must be servable before any alias moves.
     if target and target_path:
         try:
-            replicas.load_everywhere(target, target_path, probe=False)
+            replicas.load_everywhere(target, target_path, probe=False, files_sha256=pinned)
         except Exception as e:
             _record_failure(ws, tenant, removed or "", "rollback", actor, e)
             raise
@@ -332,22 +337,24 @@ def reconcile_serving(
     ws: Workspace, tenant_list: list[str] | None = None, server_url: Servers = None
 ) -> list[str]:
     """Load every production/canary adapter the server does not list yet (a freshly started
-    vLLM knows only the base model). Returns the names it loaded."""
+    vLLM knows only the base model). Returns the names it loaded. Each version is checked
+    (and its files hashed) once, then loaded into every replica that lacks it."""
     with session_scope(ws.database_url) as session:
         query = select(Alias).where(Alias.name.in_((PRODUCTION, CANARY)))
         if tenant_list is not None:
             query = query.where(Alias.tenant.in_(tenant_list))
-        wanted: dict[tuple[str, str], str] = {}
+        wanted: dict[str, tuple[str, dict[str, str] | None]] = {}
         for a in session.scalars(query.order_by(Alias.tenant, Alias.name)):
             mv = registry.get_version(session, a.tenant, a.model_version)
-            wanted[(a.tenant, a.model_version)] = mv.path
+            wanted[mv.id] = (mv.path, registry.pinned_files(mv))
+    urls = _replicas(ws, server_url).urls
+    listed = {url: Replicas(ws, [url]).loaded() for url in urls}
     loaded: list[str] = []
-    for url in _replicas(ws, server_url).urls:
-        one = Replicas(ws, [url])
-        listed = one.loaded()
-        for (_tenant, version_id), path in wanted.items():
-            if version_id not in listed:
-                one.load_everywhere(version_id, path, probe=False)
-                if version_id not in loaded:
-                    loaded.append(version_id)
+    for version_id, (path, pinned) in wanted.items():
+        missing = [url for url in urls if version_id not in listed[url]]
+        if missing:
+            Replicas(ws, missing).load_everywhere(
+                version_id, path, probe=False, files_sha256=pinned
+            )
+            loaded.append(version_id)
     return loaded

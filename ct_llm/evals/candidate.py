@@ -46,16 +46,33 @@ def baseline_model(ws: Workspace, tenant: str) -> str:
         return prod.model_version if prod else ws.config.base_model
 
 
-def _adapter_path(ws: Workspace, tenant: str, version_id: str) -> Path:
+def _adapter(ws: Workspace, tenant: str, version_id: str) -> tuple[Path, dict[str, str] | None]:
+    """The version's folder and the sha256 of its files as registered."""
     with session_scope(ws.database_url) as session:
-        return Path(registry.get_version(session, tenant, version_id).path)
+        mv = registry.get_version(session, tenant, version_id)
+        return Path(mv.path), registry.pinned_files(mv)
 
 
-def load_into_server(ws: Workspace, path: Path, name: str, server_url: str) -> None:
+def load_into_server(
+    ws: Workspace,
+    path: Path,
+    name: str,
+    server_url: str,
+    files_sha256: dict[str, str] | None = None,
+) -> None:
+    """Check the adapter as a deploy does (its files' sha256 included: what is gated must be
+    what will be served), then load it. Everything the eval reads of the candidate later (the
+    merged copy, its shape) reads the folder checked here."""
     from ct_llm.deploy.adapter_checks import check_adapter
     from ct_llm.deploy.vllm_client import VllmClient
 
-    check_adapter(path, ws.adapters_dir, ws.config.serving.max_lora_rank, ws.require_base_model())
+    check_adapter(
+        path,
+        ws.adapters_dir,
+        ws.config.serving.max_lora_rank,
+        ws.require_base_model(),
+        files_sha256,
+    )
     VllmClient(server_url).load_adapter(name, str(path))
 
 
@@ -170,17 +187,18 @@ def evaluate_candidate(
     baseline = baseline_model(ws, tenant)
     if baseline == version_id:
         raise RegistryError(f"{version_id} is already production; evaluate a newer candidate")
-    adapter_dir = _adapter_path(ws, tenant, version_id)  # fails clearly on an unknown version
+    adapter_dir, pinned = _adapter(ws, tenant, version_id)  # fails clearly on an unknown version
     loaded = load_suites(suites or ws.config.eval.suites)
     prompts: list[Any] = []
     dataset = None
     if ws.config.eval.judge.enabled and ws.config.eval.judge.heldout:
         prompts, dataset = heldout_prompts(ws, tenant, version_id)
     if baseline != ws.config.base_model:
-        load_into_server(ws, _adapter_path(ws, tenant, baseline), baseline, server_url)
+        baseline_dir, baseline_pinned = _adapter(ws, tenant, baseline)
+        load_into_server(ws, baseline_dir, baseline, server_url, baseline_pinned)
     served_as = f"eval-{version_id}-{uuid.uuid4().hex[:8]}"
     # Loaded into the live server in both modes: the performance phase measures it there.
-    load_into_server(ws, adapter_dir, served_as, server_url)
+    load_into_server(ws, adapter_dir, served_as, server_url, pinned)
     mode = detect_mode(ws.config.eval.candidate_serving, ws.config.serving)
     extra: dict[str, Any] = {
         "candidate_served_as": served_as,

@@ -17,6 +17,7 @@ from ct_llm.store.models import Alias, LineageEvent, ModelVersion, utcnow
 
 STATES = ("candidate", "approved", "rejected", "canary", "production", "retired")
 PRODUCTION, CANARY = "production", "canary"
+FILES_KEY = "files_sha256"  # in ModelVersion.info: the adapter's file hashes at registration
 
 
 def adapter_version_id(tenant: str, adapter_name: str, number: int) -> str:
@@ -43,7 +44,13 @@ def register_adapter(
     dataset_version: str | None,
     parent_version: str | None,
     info: dict[str, Any],
+    files_sha256: dict[str, str] | None = None,
 ) -> ModelVersion:
+    """Register a trained adapter as a candidate. `files_sha256` (its manifest's `files`) is
+    kept in the row: every later load checks the folder against this copy too, so rewriting the
+    manifest along with the weights does not pass (`pinned_files`)."""
+    if files_sha256 is not None:
+        info = {**info, FILES_KEY: dict(files_sha256)}
     mv = ModelVersion(
         id=version_id,
         tenant=tenant,
@@ -58,6 +65,13 @@ def register_adapter(
     session.add(mv)
     session.flush()
     return mv
+
+
+def pinned_files(mv: ModelVersion) -> dict[str, str] | None:
+    """The sha256 of the adapter's files as registered (None: registered without them, then
+    its manifest alone is checked)."""
+    files = (mv.info or {}).get(FILES_KEY)
+    return dict(files) if isinstance(files, dict) else None
 
 
 def get_version(session: Session, tenant: str, version_id: str) -> ModelVersion:

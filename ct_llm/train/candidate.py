@@ -3,7 +3,8 @@
 The adapter lands in `adapters/<tenant>-<adapter_name>-v<N>/` (written atomically by the runner)
 and in the registry as a `candidate`, with its dataset version and parent (the production
 adapter at the time) as lineage. While it trains, its checkpoints and job record live in
-`checkpoints/<version>/`, so an interrupted run can be resumed (`checkpoints.py`).
+`checkpoints/<version>/`, so an interrupted run can be resumed (`checkpoints.py`); what a run
+killed while publishing its adapter left is cleared by the next one first (`publish.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ct_llm.registry import registry
 from ct_llm.store.db import session_scope
 from ct_llm.store.models import DatasetVersion
 from ct_llm.train.checkpoints import TrainingJob, completed_step, interrupted_jobs
+from ct_llm.train.publish import recover_training, register_trained
 from ct_llm.train.recipe import recipe_to_dict
 from ct_llm.workspace import Workspace
 
@@ -61,8 +63,11 @@ def train_candidate(
             )
 
     with job_lock(ws.locks_dir, "training", tenant):
+        finished = recover_training(ws, tenant)
         stale = interrupted_jobs(ws.checkpoints_dir, tenant)
         if resume:
+            if not stale and finished:
+                return finished[-1]  # it had finished all but its registration: now done
             if not stale:
                 raise NoDataError(f"tenant '{tenant}' has no interrupted training to resume")
             job, folder = stale[-1]
@@ -91,9 +96,10 @@ def train_candidate(
 
 
 def interrupted_training(ws: Workspace, tenant: str) -> str | None:
-    """The version of the tenant's interrupted training that has a checkpoint to resume from."""
+    """The version of the tenant's interrupted training that has a checkpoint to resume from,
+    or a written adapter to register (`train --resume` finishes either)."""
     for job, folder in reversed(interrupted_jobs(ws.checkpoints_dir, tenant)):
-        if completed_step(folder / "trainer"):
+        if completed_step(folder / "trainer") or (ws.adapters_dir / job.version).is_dir():
             return job.version
     return None
 
@@ -207,45 +213,4 @@ def _run(
         metrics = run_workers(launch(folder, resume), folder)
     else:
         metrics = train_adapter(recipe, checkpoint_dir=folder, resume=resume, **where)
-    info = {
-        "recipe": job.recipe_file,
-        "overrides": job.overrides,
-        "warm_start": job.parent if job.init_adapter else None,
-        "resumed": resume,
-        "metrics": metrics,
-    }
-    with session_scope(ws.database_url) as session:
-        registry.register_adapter(
-            session,
-            job.tenant,
-            job.version,
-            job.number,
-            str(output),
-            job.dataset_version,
-            job.parent,
-            info,
-        )
-        registry.record(
-            session,
-            job.tenant,
-            job.version,
-            "train",
-            "candidate",
-            "cli",
-            {
-                "dataset_version": job.dataset_version,
-                "recipe": job.recipe_file,
-                "overrides": job.overrides,
-                "resumed": resume,
-                "metrics": metrics,
-            },
-        )
-    shutil.rmtree(folder, ignore_errors=True)  # the adapter is written: the job is over
-    return {
-        "version": job.version,
-        "path": str(output),
-        "dataset_version": job.dataset_version,
-        "parent_version": job.parent,
-        "resumed": resume,
-        "metrics": metrics,
-    }
+    return register_trained(ws, job, folder, metrics, resumed=resume)

@@ -9,6 +9,13 @@ the newest checkpoint with the marker and deletes newer folders without one.
 A training job keeps its state in `<workspace>/checkpoints/<version>/`: `job.json` (what it is
 training: version, dataset, resolved recipe, warm start) and `trainer/` (the checkpoints). The
 folder is removed once the adapter is written; one that is still there is an interrupted job.
+
+Resuming reads pickles: the Trainer's `optimizer.pt`, `scheduler.pt` and `rng_state.pth` (the
+weights are safetensors). transformers (5.x) loads each with `torch.load(..., weights_only=True)`,
+whose unpickler builds tensors and plain containers only and refuses any other callable, so a
+planted pickle is refused, not run; `UnsafeCheckpointError` says so in words
+(tests/security/test_checkpoint_pickles.py fails if that ever changes). ct-llm's own files here
+are JSON.
 """
 
 from __future__ import annotations
@@ -21,10 +28,24 @@ from pathlib import Path
 from typing import Any
 
 from ct_llm.atomic import atomic_write_json, fsync_tree
+from ct_llm.errors import CtLlmError
 
 MARKER = "ct-llm-complete.json"
 JOB_FILE = "job.json"
 _STEP = re.compile(r"^checkpoint-(\d+)$")
+
+
+class UnsafeCheckpointError(CtLlmError):
+    """A checkpoint holds a pickle that is more than tensors: it was refused, not loaded."""
+
+
+def unsafe_checkpoint(checkpoint: Path, error: Exception) -> UnsafeCheckpointError:
+    reason = str(error).strip().splitlines()
+    return UnsafeCheckpointError(
+        f"checkpoint {checkpoint} holds a pickle that is not plain tensors and was refused, not "
+        f"loaded ({reason[0] if reason else type(error).__name__}); this training did not write "
+        "it: `ct-llm train --restart` discards the interrupted job and starts anew"
+    )
 
 
 def mark_complete_callback() -> Any:

@@ -3,8 +3,8 @@
 Lineage (tenant, version, dataset version and the dataset manifest's hash, parent adapter), the
 base model and the hash of its weights, the recipe with the hash of its resolved settings, seed,
 git commit, library versions, the metrics (wall time, tokens/s, losses, rewards) and the log of
-every step, and the sha256 of the adapter's own two files. The adapter folder holds nothing else:
-no pickle, no model card.
+every step, and the sha256 of the adapter's own two files (`files`, checked before every load:
+ct_llm/integrity.py). The adapter folder holds nothing else: no pickle, no model card.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ct_llm.atomic import atomic_write_json, sha256_file
+from ct_llm.integrity import MANIFEST_FILE
 
-MANIFEST_FILE = "manifest.json"
 LEGACY_FILE = "ct-llm-train.json"  # written by ct-llm before the manifest had lineage
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 _HASH_CACHE = ".ct-llm-sha256.json"

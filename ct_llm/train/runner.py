@@ -9,6 +9,7 @@ KTO examples, else SFT examples).
 from __future__ import annotations
 
 import contextlib
+import pickle
 import shutil
 import tempfile
 import time
@@ -19,7 +20,7 @@ from typing import Any
 from ct_llm.atomic import apply_umask, atomic_directory, atomic_write_json
 from ct_llm.errors import ConfigError
 from ct_llm.train import common
-from ct_llm.train.checkpoints import last_complete, mark_complete_callback
+from ct_llm.train.checkpoints import last_complete, mark_complete_callback, unsafe_checkpoint
 from ct_llm.train.data import choose_method, dataset_info, load_examples
 from ct_llm.train.manifest import (
     MANIFEST_FILE,
@@ -169,6 +170,11 @@ def train_adapter(
             on_log({"event": f"resuming {where}"})
         try:
             trainer.train(resume_from_checkpoint=str(start_at) if start_at else None)
+        except pickle.UnpicklingError as e:
+            # torch.load(weights_only=True) refused a pickle of the checkpoint (checkpoints.py)
+            if start_at is None:
+                raise
+            raise unsafe_checkpoint(start_at, e) from e
         except (RuntimeError, MemoryError) as e:
             clear = translate_oom(e, recipe)
             if clear is None:

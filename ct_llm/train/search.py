@@ -121,7 +121,9 @@ def search_adapter(
     started = time.monotonic()
     results: list[dict[str, Any]] = []
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".search-", dir=output_dir.parent) as tmp:
+    # Named after the version, so a killed search's leftovers are found (ct_llm/leftovers.py).
+    tmp_prefix = f".{output_dir.name}.search-"
+    with tempfile.TemporaryDirectory(prefix=tmp_prefix, dir=output_dir.parent) as tmp:
         for i, overrides in enumerate(sample_trials(recipe, settings), 1):
             if results and time.monotonic() - started > settings.minutes * 60:
                 break  # the budget: no new trial, the results so far stand
@@ -160,6 +162,7 @@ def search_adapter(
             "wall_time_s": round(time.monotonic() - started, 2),
         }
         manifest = read_manifest(chosen) or {}
+        manifest["version"] = output_dir.name  # the trial's folder name until now
         manifest["search"] = record
         atomic_write_json(chosen / MANIFEST_FILE, manifest)
         chosen.rename(output_dir)  # same filesystem: the adapter appears whole or not at all

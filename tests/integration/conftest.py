@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from adapter_files import seal_adapter
 from required_services import missing_service
 from tiny_models import make_tiny_llama
 
@@ -84,7 +85,7 @@ def lora_adapter_factory(base_model_dir: Path) -> Callable[..., Path]:
         )
         peft_model = get_peft_model(model, config)
         peft_model.save_pretrained(dest, safe_serialization=True)
-        return dest
+        return seal_adapter(dest)  # with the manifest every load checks, as training writes it
 
     return make
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from adapter_files import seal_adapter
 from typer.testing import CliRunner
 
 from ct_llm.cli import app
@@ -109,6 +110,7 @@ def add_adapter(ws: Workspace, number: int, state: str, alias: str | None = None
     folder.mkdir()
     (folder / "adapter_config.json").write_text('{"r": 8, "peft_type": "LORA"}')
     (folder / "adapter_model.safetensors").write_bytes(b"fake weights")
+    seal_adapter(folder)
     with session_scope(ws.database_url) as s:
         registry.register_adapter(s, TENANT, version, number, str(folder), None, None, {})
         registry.set_state(s, TENANT, version, "approved")

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from adapter_files import seal_adapter
 
 from ct_llm.config import ServingConfig
 from ct_llm.deploy.adapter_checks import AdapterCheckError, adapter_rank, check_adapter
@@ -79,7 +80,7 @@ def _write_adapter(folder: Path, r: int = 8, base: Path | None = None) -> Path:
     }
     (folder / "adapter_config.json").write_text(json.dumps(cfg))
     (folder / "adapter_model.safetensors").write_bytes(b"\0" * 16)
-    return folder
+    return seal_adapter(folder)
 
 
 @pytest.fixture
@@ -190,7 +191,7 @@ def test_base_model_mismatch_is_refused(adapters: Path, tmp_path: Path) -> None:
     cfg = json.loads((hub / "adapter_config.json").read_text())
     cfg["base_model_name_or_path"] = "org/m"
     (hub / "adapter_config.json").write_text(json.dumps(cfg))
-    check_adapter(hub, adapters, 16, served)
+    check_adapter(seal_adapter(hub), adapters, 16, served)
 
 
 def test_log_tail_surfaces_root_cause_and_hint() -> None:

@@ -66,14 +66,20 @@ class Client(threading.Thread):
         self.url, self.key, self.n, self.finish = url, key, n, finish
         self.acked: list[str] = []
         self.failures = 0
+        self.error: BaseException | None = None
+        """What ended the thread early (a failed assert in a thread only ends that thread: the
+        test re-raises it)."""
 
     def run(self) -> None:
         headers = {"Authorization": f"Bearer {self.key}"}
-        with httpx.Client(headers=headers, timeout=10) as http:
-            b = 0
-            while not self.finish.is_set():
-                self._send_until_acked(http, [f"c{self.n}-b{b}-e{i}" for i in range(BATCH)])
-                b += 1
+        try:
+            with httpx.Client(headers=headers, timeout=10) as http:
+                b = 0
+                while not self.finish.is_set():
+                    self._send_until_acked(http, [f"c{self.n}-b{b}-e{i}" for i in range(BATCH)])
+                    b += 1
+        except BaseException as e:
+            self.error = e
 
     def _send_until_acked(self, http: httpx.Client, ids: list[str]) -> None:
         body = {"events": [_event(e, i) for i, e in enumerate(ids)]}
@@ -129,6 +135,9 @@ def test_acknowledged_events_survive_sigkill(tmp_path: Path, database_url: str |
             c.join(timeout=120)
         api.kill()
     assert not any(c.is_alive() for c in clients), "clients did not finish"
+    for c in clients:
+        if c.error is not None:
+            raise AssertionError(f"client {c.n} failed: {c.error!r}") from c.error
     acked = [e for c in clients for e in c.acked]
     failures = sum(c.failures for c in clients)
     print(f"acknowledged {len(acked)} events, {failures} failed tries across {KILLS} kills")

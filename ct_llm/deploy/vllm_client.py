@@ -42,6 +42,14 @@ class VllmClient:
         try:
             with httpx.Client(timeout=self.timeout) as http:
                 return http.request(method, self.base_url + path, **kwargs)
+        except (httpx.ReadTimeout, httpx.WriteTimeout) as e:
+            # Reached but silent: "is it running?" would send the user the wrong way. A load
+            # may still complete after this; no alias names it, and the next try reuses it.
+            raise ServingError(
+                f"vLLM at {self.base_url} did not answer {method} {path} within "
+                f"{self.timeout:g} s ({type(e).__name__}); it may be overloaded or stuck: see "
+                "its log, then retry"
+            ) from None
         except httpx.HTTPError as e:
             raise ServingError(
                 f"cannot reach vLLM at {self.base_url} ({type(e).__name__}: {e}); "
@@ -88,14 +96,18 @@ class VllmClient:
                     "or use a new version"
                 )
             return False
-        raise ServingError(f"vLLM refused to load adapter '{name}' from {path}: {message}")
+        raise ServingError(
+            f"vLLM at {self.base_url} refused to load adapter '{name}' from {path}: {message}"
+        )
 
     def unload_adapter(self, name: str) -> None:
         """Unload an adapter; one that is not loaded counts as unloaded."""
         resp = self._request("POST", "/v1/unload_lora_adapter", json={"lora_name": name})
         if resp.status_code == 200 or resp.status_code == 404:
             return
-        raise ServingError(f"vLLM refused to unload adapter '{name}': {_server_message(resp)}")
+        raise ServingError(
+            f"vLLM at {self.base_url} refused to unload adapter '{name}': {_server_message(resp)}"
+        )
 
     def chat(self, model: str, messages: list[dict[str, Any]], max_tokens: int = 16) -> str:
         """One greedy chat completion; returns the answer text (a probe, not the serving path)."""
@@ -110,7 +122,9 @@ class VllmClient:
             },
         )
         if resp.status_code != 200:
-            raise ServingError(f"vLLM chat with '{model}' failed: {_server_message(resp)}")
+            raise ServingError(
+                f"vLLM at {self.base_url}: chat with '{model}' failed: {_server_message(resp)}"
+            )
         return str(resp.json()["choices"][0]["message"]["content"] or "")
 
     def complete(self, model: str, prompt: str, max_tokens: int = 1) -> str:
@@ -123,5 +137,8 @@ class VllmClient:
             json={"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0},
         )
         if resp.status_code != 200:
-            raise ServingError(f"vLLM completion with '{model}' failed: {_server_message(resp)}")
+            raise ServingError(
+                f"vLLM at {self.base_url}: completion with '{model}' failed: "
+                f"{_server_message(resp)}"
+            )
         return str(resp.json()["choices"][0]["text"] or "")

@@ -5,7 +5,7 @@ with the response's logged end user. Streamed, so a week of votes is never held 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
@@ -23,6 +23,41 @@ from ct_llm.store.models import ChatResponse, FeedbackEvent
 E, R = FeedbackEvent, ChatResponse
 
 
+def _vote_rows(
+    session: Session,
+    tenant: str,
+    versions: Sequence[str] | None,
+    start: datetime,
+    end: datetime | None,
+) -> Iterator[tuple[datetime, StoredVote]]:
+    """(received_at, vote) in arrival order; `versions` None: every version."""
+    where = [E.tenant == tenant, E.kind.in_(VOTE_KINDS), E.received_at >= start]
+    if versions is not None:
+        where.append(E.model_version.in_(list(versions)))
+    if end is not None:
+        where.append(E.received_at < end)
+    stmt = (
+        select(
+            E.received_at,
+            E.model_version,
+            E.response_id,
+            R.user_id,
+            E.trusted,
+            E.user_id,
+            E.kind,
+            E.value,
+        )
+        # The inner join is the point: an event without a logged response is no vote here.
+        .join(R, and_(R.id == E.response_id, R.tenant == E.tenant))
+        .where(*where)
+        .order_by(E.seq)
+    )
+    rows = session.execute(stmt.execution_options(yield_per=2000))
+    for at, version, rid, logged_user, trusted, claimed, kind, value in rows:
+        voter = voter_of(rid, logged_user, trusted, claimed)
+        yield at, StoredVote(version, rid, voter, kind, value)
+
+
 def stored_votes(
     session: Session,
     tenant: str,
@@ -31,24 +66,23 @@ def stored_votes(
     end: datetime | None = None,
 ) -> Iterator[StoredVote]:
     """The window [start, end) is on `received_at`, the server's clock, not the client's."""
-    where = [
-        E.tenant == tenant,
-        E.kind.in_(VOTE_KINDS),
-        E.model_version.in_(list(versions)),
-        E.received_at >= start,
-    ]
-    if end is not None:
-        where.append(E.received_at < end)
-    stmt = (
-        select(E.model_version, E.response_id, R.user_id, E.trusted, E.user_id, E.kind, E.value)
-        # The inner join is the point: an event without a logged response is no vote here.
-        .join(R, and_(R.id == E.response_id, R.tenant == E.tenant))
-        .where(*where)
-        .order_by(E.seq)
-    )
-    rows = session.execute(stmt.execution_options(yield_per=2000))
-    for version, rid, logged_user, trusted, claimed, kind, value in rows:
-        yield StoredVote(version, rid, voter_of(rid, logged_user, trusted, claimed), kind, value)
+    return (vote for _, vote in _vote_rows(session, tenant, versions, start, end))
+
+
+def daily_vote_counts(
+    session: Session, tenant: str, since: datetime, max_per_voter: int = MAX_VOTES_PER_VOTER
+) -> dict[tuple[str, str], VoteCounts]:
+    """(UTC day, version) -> the votes of that day, each day counted as its own window (the
+    status page's quality chart). Days follow `received_at`, as the canary's windows do."""
+    by_day: dict[str, list[StoredVote]] = {}
+    for at, vote in _vote_rows(session, tenant, None, since, None):
+        day = (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+        by_day.setdefault(day.date().isoformat(), []).append(vote)
+    return {
+        (day, version): counts
+        for day, votes in by_day.items()
+        for version, counts in count_votes(votes, max_per_voter).items()
+    }
 
 
 def vote_counts(

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from ct_llm.atomic import atomic_write_text
 from ct_llm.errors import ConfigError
+from ct_llm.feedback.vote_query import daily_vote_counts
 from ct_llm.monitor import queries
 from ct_llm.monitor.quality import daily_quality
 from ct_llm.monitor.status import VERSION_CHANGES, cycle_summary, operator_status
@@ -98,7 +99,7 @@ def status_page_payload(
     now = queries.as_utc(now or utcnow())
     first_day = (now - timedelta(days=days - 1)).date()
     since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=now.tzinfo)
-    quality = daily_quality(queries.tenant_daily_votes(session, tenant, since))
+    quality = daily_quality(daily_vote_counts(session, tenant, since))
     changes = version_changes(
         [
             lineage_dict(e)

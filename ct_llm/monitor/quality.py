@@ -1,20 +1,25 @@
-"""Feedback quality per model version, overall and per day: pure functions over the store's
-aggregate rows.
+"""Feedback quality per model version, overall and per day: pure functions.
 
-The store counts votes grouped by model version, kind and the vote's JSON text (and by day for
-the page; monitor/queries.py), so Python receives a few rows per version and day however many
-events there are. This module turns those counts into thumbs-down rates and mean ratings with
-the rules of feedback/stats.py: a thumbs vote is a JSON boolean, a rating a JSON integer, and
+Overall (`ct-llm status`, the metrics): the store counts events grouped by model version, kind
+and the vote's JSON text (monitor/queries.py), so Python receives a few rows per version however
+many events there are; this module turns them into thumbs-down rates and mean ratings with the
+rules of feedback/stats.py: a thumbs vote is a JSON boolean, a rating a JSON integer, and
 anything else (an old or hand-inserted row) is not a vote and is left out rather than guessed.
+
+Per day (the status page's chart): the votes as the canary and drift count them
+(feedback/votes.py: about a logged response, one per voter and answer, capped per voter), read
+by feedback/vote_query.daily_vote_counts, so the chart shows what decides a rollout.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
+
+from ct_llm.feedback.votes import VoteCounts
 
 UNKNOWN_VERSION = "unknown"
 """Events that name no model version are counted under this name (as feedback/stats.py does)."""
@@ -88,29 +93,25 @@ def tally_by_version(
 
 @dataclass(frozen=True)
 class DailyQuality:
-    """One model version's votes received on one UTC day."""
+    """One model version's votes received on one UTC day, by the vote definition of
+    feedback/votes.py (about a logged response, one per voter and answer, capped per voter)."""
 
     day: str
     """ISO date, YYYY-MM-DD (UTC)."""
     version: str
-    tally: VoteTally
+    counts: VoteCounts
 
     def to_dict(self) -> dict[str, Any]:
-        return {"day": self.day, "version": self.version, **self.tally.to_dict()}
+        return {"day": self.day, "version": self.version, **self.counts.to_dict()}
 
 
-def daily_quality(
-    rows: Iterable[tuple[str, str | None, str, str | None, int]],
-) -> list[DailyQuality]:
-    """(day, model_version, kind, value_text, count) rows -> one entry per day and version that
-    has at least one valid vote, ordered by day, then version."""
-    acc: dict[tuple[str, str], VoteTally] = {}
-    for day, version, kind, value_text, n in rows:
-        acc.setdefault((day, version or UNKNOWN_VERSION), VoteTally()).add(kind, value_text, n)
+def daily_quality(counts: Mapping[tuple[str, str], VoteCounts]) -> list[DailyQuality]:
+    """(day, version) -> counts (feedback/vote_query.daily_vote_counts) -> one entry per day and
+    version that has at least one vote, ordered by day, then version."""
     return [
-        DailyQuality(day, version, tally)
-        for (day, version), tally in sorted(acc.items())
-        if tally.thumbs or tally.ratings
+        DailyQuality(day, version, c)
+        for (day, version), c in sorted(counts.items())
+        if c.thumbs or c.ratings
     ]
 
 

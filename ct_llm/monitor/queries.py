@@ -1,11 +1,13 @@
 """The store reads behind status, the status page and the metrics: aggregate queries only.
 
 Feedback grows without bound, so no read here loads events one by one: the database groups them
-and returns a few rows per tenant, model version, kind, vote value (and day), whatever the
-number of events. Vote values are grouped as JSON text because JSON operators differ between
-SQLite and PostgreSQL (and PostgreSQL's json type cannot be grouped); monitor/quality.py parses
-the few distinct texts. Grouped expressions are computed in a subquery first: PostgreSQL would
-otherwise see the bound parameters of the SELECT and GROUP BY copies as different expressions.
+and returns a few rows per tenant, model version, kind and vote value, whatever the number of
+events (the status page's daily votes follow the vote definition instead:
+feedback/vote_query.py). Vote values are grouped as JSON text because JSON operators differ
+between SQLite and PostgreSQL (and PostgreSQL's json type cannot be grouped); monitor/quality.py
+parses the few distinct texts. Grouped expressions are computed in a subquery first: PostgreSQL
+would otherwise see the bound parameters of the SELECT and GROUP BY copies as different
+expressions.
 
 Lineage reads take the newest rows by id (ids grow with time) and always name a limit.
 """
@@ -43,28 +45,6 @@ def _vote_text() -> Any:
         (FeedbackEvent.kind.in_(VOTE_KINDS), cast(FeedbackEvent.value, Text)),
         else_=None,
     )
-
-
-def tenant_daily_votes(
-    session: Session, tenant: str, since: datetime
-) -> list[tuple[str, str | None, str, str | None, int]]:
-    """(utc_day, model_version, kind, vote_text, count) of one tenant's votes received since
-    `since`. Days follow `received_at`, the server's clock, as the canary analysis does."""
-    inner = select(
-        _utc_day(session, FeedbackEvent.received_at).label("day"),
-        FeedbackEvent.model_version.label("version"),
-        FeedbackEvent.kind.label("kind"),
-        cast(FeedbackEvent.value, Text).label("vote"),
-    ).where(
-        FeedbackEvent.tenant == tenant,
-        FeedbackEvent.kind.in_(VOTE_KINDS),
-        FeedbackEvent.received_at >= as_utc(since),
-    )
-    sub = inner.subquery()
-    stmt = select(sub.c.day, sub.c.version, sub.c.kind, sub.c.vote, func.count()).group_by(
-        sub.c.day, sub.c.version, sub.c.kind, sub.c.vote
-    )
-    return [(str(d), v, k, t, int(n)) for d, v, k, t, n in session.execute(stmt)]
 
 
 def feedback_counts(

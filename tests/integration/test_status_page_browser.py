@@ -24,7 +24,14 @@ from ct_llm.gateway.app import create_app
 from ct_llm.gateway.auth import create_api_key
 from ct_llm.gateway.server import ApiServerThread
 from ct_llm.store.db import session_scope
-from ct_llm.store.models import Alias, EvalReport, FeedbackEvent, LineageEvent, ModelVersion
+from ct_llm.store.models import (
+    Alias,
+    ChatResponse,
+    EvalReport,
+    FeedbackEvent,
+    LineageEvent,
+    ModelVersion,
+)
 from ct_llm.workspace import Workspace
 
 pytestmark = pytest.mark.integration
@@ -76,14 +83,14 @@ def seed_history(ws: Workspace, now: datetime) -> History:
         h.ratings[key] = [2 + (i % 3) + (version != V2) for i in range(n // 4)]
         for i in range(n):
             seq += 1
-            rows.append(_event(seq, version, "thumbs", i >= n_down, day))
+            rows.extend(_event(seq, version, "thumbs", i >= n_down, day))
         for r in h.ratings[key]:
             seq += 1
-            rows.append(_event(seq, version, "rating", r, day))
+            rows.extend(_event(seq, version, "rating", r, day))
         seq += 1  # an edit: counted as feedback, not a vote
-        rows.append(_event(seq, version, "edit", "A corrected answer.", day))
+        rows.extend(_event(seq, version, "edit", "A corrected answer.", day))
     # Older than the page's 30 days: must not show.
-    rows.append(_event(seq + 1, V1, "thumbs", False, _day(now, 40)))
+    rows.extend(_event(seq + 1, V1, "thumbs", False, _day(now, 40)))
 
     def ev(at: datetime, version: str | None, action: str, outcome: str, **details: Any) -> None:
         rows.append(
@@ -210,17 +217,30 @@ def seed_history(ws: Workspace, now: datetime) -> History:
     return h
 
 
-def _event(seq: int, version: str, kind: str, value: Any, at: datetime) -> FeedbackEvent:
-    return FeedbackEvent(
+def _event(seq: int, version: str, kind: str, value: Any, at: datetime) -> list[Any]:
+    """A feedback event about its own logged answer: a vote by feedback/votes.py's definition,
+    which the page's chart counts (one voter per answer, as no end user is logged)."""
+    answer = ChatResponse(
+        id=f"r{seq}",
+        tenant=TENANT,
+        messages=[{"role": "user", "content": "hi"}],
+        response="hello",
+        model_version=version,
+        latency_ms=1.0,
+        created_at=at,
+    )
+    event = FeedbackEvent(
         tenant=TENANT,
         event_id=f"e{seq}",
         payload_hash="h",
         kind=kind,
         value=value,
         model_version=version,
+        response_id=answer.id,
         created_at=at,
         received_at=at,
     )
+    return [answer, event]
 
 
 def _free_port() -> int:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ct_llm.store.db import session_scope
-from ct_llm.store.models import FeedbackEvent, LineageEvent
+from ct_llm.store.models import ChatResponse, FeedbackEvent, LineageEvent
 from ct_llm.workspace import Workspace
 
 
@@ -50,6 +50,48 @@ class Seed:
             )
         with session_scope(self.ws.database_url) as s:
             s.add_all(rows)
+
+    def logged_votes(
+        self,
+        tenant: str,
+        version: str,
+        kind: str,
+        value: Any,
+        at: datetime,
+        n: int = 1,
+        user: str | None = None,
+    ) -> None:
+        """`n` votes, each about its own answer the gateway logged for `user` (so each is a
+        vote by feedback/votes.py's definition)."""
+        with session_scope(self.ws.database_url) as s:
+            for _ in range(n):
+                self.n += 1
+                rid = f"r{self.n}"
+                s.add(
+                    ChatResponse(
+                        id=rid,
+                        tenant=tenant,
+                        messages=[{"role": "user", "content": "hi"}],
+                        response="hello",
+                        model_version=version,
+                        latency_ms=1.0,
+                        user_id=user,
+                        created_at=at,
+                    )
+                )
+                s.add(
+                    FeedbackEvent(
+                        tenant=tenant,
+                        event_id=f"e{self.n}",
+                        payload_hash="h",
+                        kind=kind,
+                        value=value,
+                        model_version=version,
+                        response_id=rid,
+                        created_at=at,
+                        received_at=at,
+                    )
+                )
 
     def event(
         self,

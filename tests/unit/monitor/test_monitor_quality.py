@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ct_llm.feedback.stats import summarize_votes
+from ct_llm.feedback.votes import VoteCounts
 from ct_llm.monitor.quality import (
     chart_days,
     daily_quality,
@@ -67,33 +68,31 @@ def test_tally_from_grouped_rows_matches_the_per_event_summary() -> None:
 
 
 def test_daily_quality_per_day_and_version_skips_days_without_votes() -> None:
-    rows = [
-        ("2026-01-02", "v1", "thumbs", "false", 3),
-        ("2026-01-02", "v1", "thumbs", "true", 1),
-        ("2026-01-01", "v1", "rating", "4", 2),
-        ("2026-01-01", "v1", "rating", "2", 2),
-        ("2026-01-02", "v2", "rating", "5", 1),
-        ("2026-01-03", "v2", "rating", "true", 9),  # no valid vote that day
-    ]
-    days = daily_quality(rows)
+    counts = {
+        ("2026-01-02", "v1"): VoteCounts.from_votes([("thumbs", False)] * 3 + [("thumbs", True)]),
+        ("2026-01-01", "v1"): VoteCounts.from_votes([("rating", 4)] * 2 + [("rating", 2)] * 2),
+        ("2026-01-02", "v2"): VoteCounts.from_votes([("rating", 5)]),
+        ("2026-01-03", "v2"): VoteCounts.from_votes([("rating", True)] * 9),  # no valid vote
+    }
+    days = daily_quality(counts)
     assert [(d.day, d.version) for d in days] == [
         ("2026-01-01", "v1"),
         ("2026-01-02", "v1"),
         ("2026-01-02", "v2"),
     ]
-    assert days[0].tally.mean_rating == 3.0 and days[0].tally.thumbs_down_rate is None
-    assert days[1].tally.thumbs_down_rate == 0.75 and days[1].tally.thumbs == 4
+    assert days[0].counts.mean_rating == 3.0 and days[0].counts.thumbs_down_rate is None
+    assert days[1].counts.thumbs_down_rate == 0.75 and days[1].counts.thumbs == 4
 
 
 def test_quality_series_gives_points_per_version_in_day_order() -> None:
     days = [
         d.to_dict()
         for d in daily_quality(
-            [
-                ("2026-01-03", "v1", "thumbs", "false", 1),
-                ("2026-01-01", "v1", "thumbs", "true", 4),
-                ("2026-01-02", "v2", "rating", "4", 2),
-            ]
+            {
+                ("2026-01-03", "v1"): VoteCounts.from_votes([("thumbs", False)]),
+                ("2026-01-01", "v1"): VoteCounts.from_votes([("thumbs", True)] * 4),
+                ("2026-01-02", "v2"): VoteCounts.from_votes([("rating", 4)] * 2),
+            }
         )
     ]
     assert quality_series(days, "thumbs_down_rate") == {

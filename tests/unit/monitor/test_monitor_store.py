@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from ct_llm.errors import ConfigError
+from ct_llm.feedback.vote_query import daily_vote_counts
 from ct_llm.gateway.app import create_app
 from ct_llm.gateway.auth import create_api_key
 from ct_llm.monitor import queries
@@ -31,23 +32,36 @@ DEAD_UPSTREAM = "http://127.0.0.1:18219"
 
 def test_daily_votes_fall_on_their_utc_day_within_the_window(ws: Workspace, seed: Seed) -> None:
     late = datetime(2026, 3, 8, 23, 30, tzinfo=UTC)
-    seed.votes("acme", "v1", "thumbs", False, late, n=3)
-    seed.votes("acme", "v1", "thumbs", True, late + timedelta(hours=1), n=2)  # 00:30 next day
-    seed.votes("acme", "v1", "rating", 4, late + timedelta(hours=1), n=2)
-    seed.votes("acme", "v1", "edit", "better answer", late)  # not a vote
-    seed.votes("acme", "v1", "thumbs", False, datetime(2026, 2, 1, tzinfo=UTC))  # too old
-    seed.votes("globex", "v1", "thumbs", False, late, n=5)  # another tenant
+    seed.logged_votes("acme", "v1", "thumbs", False, late, n=3)
+    seed.logged_votes("acme", "v1", "thumbs", True, late + timedelta(hours=1), n=2)  # next day
+    seed.logged_votes("acme", "v1", "rating", 4, late + timedelta(hours=1), n=2)
+    seed.logged_votes("acme", "v1", "edit", "better answer", late)  # not a vote
+    seed.logged_votes("acme", "v1", "thumbs", False, datetime(2026, 2, 1, tzinfo=UTC))  # too old
+    seed.logged_votes("globex", "v1", "thumbs", False, late, n=5)  # another tenant
     with session_scope(ws.database_url) as s:
         if s.get_bind().dialect.name == "postgresql":
             # A server or session in another zone must not move votes to another day.
             s.execute(text("SET TIME ZONE 'Pacific/Auckland'"))
-        rows = queries.tenant_daily_votes(s, "acme", datetime(2026, 3, 1, tzinfo=UTC))
-    days = {(d.day, d.version): d.tally for d in daily_quality(rows)}
+        counts = daily_vote_counts(s, "acme", datetime(2026, 3, 1, tzinfo=UTC))
+    days = {(d.day, d.version): d.counts for d in daily_quality(counts)}
     assert set(days) == {("2026-03-08", "v1"), ("2026-03-09", "v1")}
     assert days[("2026-03-08", "v1")].thumbs_down_rate == 1.0
     assert days[("2026-03-08", "v1")].thumbs == 3
     assert days[("2026-03-09", "v1")].thumbs_down_rate == 0.0
     assert days[("2026-03-09", "v1")].mean_rating == 4.0
+
+
+def test_the_daily_chart_counts_votes_as_the_canary_does(ws: Workspace, seed: Seed) -> None:
+    """Free-standing events name no logged answer, and one user counts at most 20 answers a
+    version (feedback/votes.py): neither can paint the chart."""
+    day = datetime(2026, 3, 8, 12, 0, tzinfo=UTC)
+    seed.votes("acme", "v1", "thumbs", False, day, n=300)  # free-standing: no logged response
+    seed.logged_votes("acme", "v1", "thumbs", False, day, n=30, user="mallory")
+    seed.logged_votes("acme", "v1", "thumbs", True, day, n=5)  # five anonymous answers
+    with session_scope(ws.database_url) as s:
+        counts = daily_vote_counts(s, "acme", datetime(2026, 3, 1, tzinfo=UTC))
+    assert counts[("2026-03-08", "v1")].thumbs == 25  # 20 of mallory's + 5
+    assert counts[("2026-03-08", "v1")].thumbs_down == 20
 
 
 def test_feedback_counts_group_every_tenant_in_one_scan(ws: Workspace, seed: Seed) -> None:
@@ -159,8 +173,8 @@ def test_snapshot_reads_aliases_cycles_and_checks(ws: Workspace, seed: Seed) -> 
 def test_api_page_and_store_metrics(ws: Workspace, seed: Seed) -> None:
     _versions(ws)
     now = datetime.now(UTC)
-    seed.votes("acme", "acme-a-v1", "thumbs", False, now - timedelta(hours=1), n=1)
-    seed.votes("acme", "acme-a-v1", "thumbs", True, now - timedelta(hours=1), n=3)
+    seed.logged_votes("acme", "acme-a-v1", "thumbs", False, now - timedelta(hours=1), n=1)
+    seed.logged_votes("acme", "acme-a-v1", "thumbs", True, now - timedelta(hours=1), n=3)
     seed.event("acme", None, "cycle", "skipped", now, triggers={"volume": {"value": 4}})
     admin = create_api_key(ws.database_url, "acme", "admin")
     ingest = create_api_key(ws.database_url, "acme", "ingest")

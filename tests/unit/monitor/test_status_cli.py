@@ -14,7 +14,7 @@ import pytest
 from ct_llm.config import WorkspaceConfig
 from ct_llm.registry import registry
 from ct_llm.store.db import session_scope
-from ct_llm.store.models import FeedbackEvent, LineageEvent
+from ct_llm.store.models import ChatResponse, FeedbackEvent, LineageEvent
 from ct_llm.workspace import Workspace
 
 
@@ -36,18 +36,29 @@ def workspace(tmp_path: Path) -> Path:
         registry.register_adapter(s, "acme", "acme-a-v1", 1, "p", None, None, {})
         registry.set_alias(s, "acme", "production", "acme-a-v1")
         registry.set_alias(s, "acme", "canary", "[bold]v2[/bold]", 0.1)  # markup is data
-        s.add_all(
-            FeedbackEvent(
-                tenant="acme",
-                event_id=f"e{i}",
-                payload_hash="h",
-                kind="thumbs",
-                value=i % 4 != 0,
-                model_version="acme-a-v1",
-                received_at=now - timedelta(hours=1),
+        for i in range(8):  # votes about logged answers: what the page's chart counts
+            s.add(
+                ChatResponse(
+                    id=f"r{i}",
+                    tenant="acme",
+                    messages=[{"role": "user", "content": "hi"}],
+                    response="hello",
+                    model_version="acme-a-v1",
+                    latency_ms=1.0,
+                )
             )
-            for i in range(8)
-        )
+            s.add(
+                FeedbackEvent(
+                    tenant="acme",
+                    event_id=f"e{i}",
+                    payload_hash="h",
+                    kind="thumbs",
+                    value=i % 4 != 0,
+                    model_version="acme-a-v1",
+                    response_id=f"r{i}",
+                    received_at=now - timedelta(hours=1),
+                )
+            )
         triggers = {"volume": {"name": "volume", "fired": False, "value": 3, "threshold": 8}}
         s.add(
             LineageEvent(

@@ -318,8 +318,16 @@ def ensure_servers(
     with contextlib.ExitStack() as stack:
         if missing:
             # Started side by side: their start-up (weights, compile, KV cache) overlaps.
-            with ThreadPoolExecutor(max_workers=len(missing)) as pool:
-                results = list(pool.map(_start_or_error, missing))
+            try:
+                with ThreadPoolExecutor(max_workers=len(missing)) as pool:
+                    results = list(pool.map(_start_or_error, missing))
+            except BaseException:
+                # Interrupted while they start (SIGTERM under exit_on_signals): the pool has
+                # let every start finish; stop them all (stop() is a no-op for one that never
+                # started) rather than leave servers nobody will stop.
+                for server in missing:
+                    server.stop()
+                raise
             for server in results:
                 if isinstance(server, VllmServer):
                     stack.callback(server.stop)

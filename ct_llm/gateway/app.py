@@ -13,7 +13,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -50,11 +56,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, e: StarletteHTTPException) -> Response:
         return error_response(e.status_code, str(e.detail), code=None)
 
-    @app.exception_handler(OperationalError)
-    async def _database_unavailable(_: Request, e: OperationalError) -> Response:
-        # Locked (SQLite: another writer past the busy timeout), full, or unreachable: the
-        # request did nothing, and the client may send it again.
-        log.warning("database unavailable: %s", e.orig)
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(SqlTimeoutError)
+    async def _database_error(_: Request, e: Exception) -> Response:
+        if not database_unavailable(e):
+            return _internal_error(e)  # a schema or code bug: not the client's to retry
+        # Locked, full, or unreachable: the request did nothing, and the client may send it
+        # again.
+        log.warning("database unavailable: %s", getattr(e, "orig", e))
         return error_response(
             503,
             "the database is busy or unreachable; nothing was stored, retry shortly",
@@ -65,13 +74,37 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, e: Exception) -> Response:
-        log.exception("unhandled error")
-        return error_response(
-            500,
-            f"internal error ({type(e).__name__}); see the server log",
-            type_="server_error",
-            code="internal_error",
-        )
+        return _internal_error(e)
+
+
+def _internal_error(e: Exception) -> Response:
+    log.error("unhandled error", exc_info=e)
+    return error_response(
+        500,
+        f"internal error ({type(e).__name__}); see the server log",
+        type_="server_error",
+        code="internal_error",
+    )
+
+
+def database_unavailable(e: Exception) -> bool:
+    """Whether a database error means "busy or unreachable, retry" rather than a bug: a lock
+    held past the busy timeout, a full disk, a lost or refused connection, an exhausted pool.
+    SQLite reports its own bugs (no such table, too many variables) as OperationalError too,
+    so its messages decide."""
+    if isinstance(e, SqlTimeoutError | DisconnectionError):
+        return True
+    if isinstance(e, DBAPIError) and e.connection_invalidated:
+        return True
+    if isinstance(e, InterfaceError):
+        return True
+    if not isinstance(e, OperationalError):
+        return False
+    text = str(e.orig).lower()
+    if any(w in text for w in ("locked", "busy", "disk is full", "disk i/o", "unable to open")):
+        return True
+    # psycopg's OperationalError is the server's or the connection's state, never bad SQL.
+    return type(e.orig).__module__.startswith("psycopg")
 
 
 def create_app(

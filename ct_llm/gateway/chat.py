@@ -11,7 +11,7 @@ import json
 import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -242,7 +242,7 @@ async def proxy_chat(
     except BaseException:
         on_done()
         raise
-    if not isinstance(response, StreamingResponse):
+    if not isinstance(response, _RelayResponse):
         on_done()
     return response
 
@@ -398,10 +398,37 @@ def _relay_stream(
             )
             yield b"data: " + json.dumps(err).encode() + b"\n\n"
         finally:
-            await r.aclose()
-            state.upstreams.release(replica)
-            on_done()
-            if own_client:
-                await client.aclose()
+            await cleanup()
 
-    return StreamingResponse(relay(), media_type="text/event-stream", headers=headers)
+    closed = False
+
+    async def cleanup() -> None:
+        nonlocal closed
+        if closed:
+            return
+        closed = True
+        await r.aclose()
+        state.upstreams.release(replica)
+        on_done()
+        if own_client:
+            await client.aclose()
+
+    return _RelayResponse(relay(), cleanup=cleanup, media_type="text/event-stream", headers=headers)
+
+
+class _RelayResponse(StreamingResponse):
+    """A relayed stream whose cleanup (upstream connection, replica count, the tenant's chat
+    slot) runs however the response ends: a client that left before the first byte makes
+    Starlette cancel the stream before the generator starts, so its `finally` never runs."""
+
+    def __init__(
+        self, content: AsyncIterator[bytes], cleanup: Callable[[], Awaitable[None]], **kw: Any
+    ) -> None:
+        super().__init__(content, **kw)
+        self._cleanup = cleanup
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._cleanup()

@@ -14,6 +14,11 @@ from typing import Any
 
 from ct_llm.gateway.auth import ApiError
 
+ROLES = ("system", "developer", "user", "assistant", "tool")
+"""OpenAI's chat roles. `developer` is OpenAI's newer name for `system` (the operator's system
+prompt policy treats it as one); any other role would reach a chat template unchecked."""
+SYSTEM_ROLES = ("system", "developer")
+
 TEXT_PART_SEPARATOR = "\n"
 """What vLLM puts between text parts before templating, so joining them here changes nothing
 the model sees."""
@@ -28,6 +33,12 @@ def plain_text_messages(messages: Any) -> list[dict[str, Any]]:
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise ApiError(
                 400, f"messages[{i}] must be an object with a 'role'", code="invalid_messages"
+            )
+        if m["role"] not in ROLES:
+            raise ApiError(
+                400,
+                f"messages[{i}].role '{m['role'][:32]}' is not one of {', '.join(ROLES)}",
+                code="invalid_messages",
             )
         content = m.get("content")
         if isinstance(content, str):

@@ -15,6 +15,7 @@ from typing import Any
 
 from ct_llm.config import ChatLimits
 from ct_llm.gateway.auth import ApiError
+from ct_llm.gateway.chat_messages import SYSTEM_ROLES
 
 FORWARDED = frozenset(
     {
@@ -102,8 +103,8 @@ def with_system_prompt(
 ) -> list[dict[str, Any]]:
     """The messages the model sees under the operator's system prompt and the tenant's
     `client_system_prompt` policy (see config.ChatLimits)."""
-    leading = bool(messages) and messages[0].get("role") == "system"
-    has_system = any(m.get("role") == "system" for m in messages)
+    leading = bool(messages) and messages[0].get("role") in SYSTEM_ROLES
+    has_system = any(m.get("role") in SYSTEM_ROLES for m in messages)
     if has_system and policy == "refuse":
         raise ApiError(
             400,
@@ -116,5 +117,5 @@ def with_system_prompt(
     if leading and isinstance(messages[0].get("content"), str):
         # One leading system message: templates of several families take only the first.
         merged = f"{prompt}\n\n{messages[0]['content']}"
-        return [{**messages[0], "content": merged}, *messages[1:]]
+        return [{**messages[0], "role": "system", "content": merged}, *messages[1:]]
     return [{"role": "system", "content": prompt}, *messages]

@@ -4,8 +4,9 @@ feedback writer, and a database session per request."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from ct_llm.feedback.writer import GroupCommitWriter
@@ -19,17 +20,23 @@ metrics_role = require_role("metrics")
 
 
 def gateway_state(request: Request) -> GatewayState:
+    """What the handlers share (gateway/chat.py GatewayState), made by create_app."""
     state: GatewayState = request.app.state.gateway
     return state
 
 
 def feedback_writer(request: Request) -> GroupCommitWriter:
+    """The app's group-commit writer of feedback events (feedback/writer.py)."""
     writer: GroupCommitWriter = request.app.state.feedback_writer
     return writer
 
 
-def db_session(request: Request) -> Iterator[Session]:
-    """A transaction for the request: committed when the route returns, rolled back if it
-    raises (FastAPI runs this in its thread pool, as it does the sync routes that take it)."""
+def _db_session(request: Request) -> Iterator[Session]:
     with session_scope(request.app.state.database_url) as session:
         yield session
+
+
+DbSession = Annotated[Session, Depends(_db_session, scope="function")]
+"""A transaction for the request: committed when the route function returns, before the
+response is sent (`scope="function"`; the default scope would commit after the client already
+had its answer, so a failed commit could not change it), rolled back if the route raises."""

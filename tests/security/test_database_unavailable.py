@@ -82,3 +82,15 @@ def test_sqlite_runs_in_wal_with_full_sync(tmp_path: Path) -> None:
     with db.get_engine(ws.database_url).connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+
+
+def test_a_database_bug_is_not_dressed_as_busy(ws: Workspace) -> None:
+    """SQLite reports a missing table as OperationalError too: that is a bug to fix (500 and a
+    log line), not a reason for clients to retry."""
+    from sqlalchemy import text as sql
+
+    from ct_llm.gateway.app import database_unavailable
+
+    with pytest.raises(Exception) as e, session_scope(ws.database_url) as s:
+        s.execute(sql("SELECT * FROM no_such_table"))
+    assert database_unavailable(e.value) is False

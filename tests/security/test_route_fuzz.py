@@ -27,7 +27,6 @@ ALLOWED_5XX = {
     "upstream_timeout",
     "serving_error",
     "overloaded",
-    "database_unavailable",
 }
 
 leaf = (

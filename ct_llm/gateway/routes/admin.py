@@ -9,7 +9,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from ct_llm.deploy.rollout import deploy_canary, promote, rollback
@@ -17,7 +16,7 @@ from ct_llm.errors import CtLlmError, RegistryError, ServingError
 from ct_llm.gateway.auth import ApiError, Principal
 from ct_llm.gateway.bodies import read_json_body
 from ct_llm.gateway.chat import GatewayState
-from ct_llm.gateway.deps import admin_role, db_session, gateway_state
+from ct_llm.gateway.deps import DbSession, admin_role, gateway_state
 from ct_llm.monitor.page import CSP, render_status_page
 from ct_llm.monitor.page_data import DEFAULT_DAYS, MAX_DAYS, status_page_payload
 
@@ -59,10 +58,10 @@ def _admin_error(e: CtLlmError) -> ApiError:
 # writes, or save this answer with curl.
 @router.get("/v1/admin/status.html")
 def status_page(
+    session: DbSession,
     days: int = Query(DEFAULT_DAYS, ge=1, le=MAX_DAYS, description="UTC days to chart."),
     p: Principal = Depends(admin_role),
     state: GatewayState = Depends(gateway_state),
-    session: Session = Depends(db_session),
 ) -> Response:
     payload = status_page_payload(session, p.tenant, state.ws.config.base_model, days=days)
     headers = {

@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from ct_llm.feedback.sender import Sender
@@ -15,7 +14,7 @@ from ct_llm.feedback.writer import GroupCommitWriter, WriterBusy, WriterStopped
 from ct_llm.gateway.auth import ApiError, Principal
 from ct_llm.gateway.bodies import feedback_items, read_json_body
 from ct_llm.gateway.chat import GatewayState
-from ct_llm.gateway.deps import db_session, feedback_writer, gateway_state, ingest_role
+from ct_llm.gateway.deps import DbSession, feedback_writer, gateway_state, ingest_role
 
 router = APIRouter()
 
@@ -53,7 +52,5 @@ async def feedback(
 
 
 @router.get("/v1/feedback/stats")
-def stats(
-    p: Principal = Depends(ingest_role), session: Session = Depends(db_session)
-) -> dict[str, Any]:
+def stats(session: DbSession, p: Principal = Depends(ingest_role)) -> dict[str, Any]:
     return feedback_stats(session, p.tenant)

@@ -10,12 +10,11 @@ import httpx
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from ct_llm.gateway.auth import Principal
 from ct_llm.gateway.chat import GatewayState
-from ct_llm.gateway.deps import db_session, gateway_state, ingest_role, metrics_role
+from ct_llm.gateway.deps import DbSession, gateway_state, ingest_role, metrics_role
 from ct_llm.monitor.status import tenant_status
 from ct_llm.store.db import session_scope
 
@@ -24,9 +23,9 @@ router = APIRouter()
 
 @router.get("/v1/status")
 def status(
+    session: DbSession,
     p: Principal = Depends(ingest_role),
     state: GatewayState = Depends(gateway_state),
-    session: Session = Depends(db_session),
 ) -> dict[str, Any]:
     return tenant_status(session, p.tenant, state.ws.config.base_model)
 

@@ -79,6 +79,9 @@ def upstream_fields(body: dict[str, Any], limits: ChatLimits) -> dict[str, Any]:
     if all(out.get(name) is None for name in TOKEN_FIELDS):
         # Without a limit vLLM generates up to the context length: bound every answer.
         out["max_tokens"] = limits.max_tokens
+    if "stream" in out and not isinstance(out["stream"], bool):
+        # "false" is truthy here but false to vLLM: the gateway would stream a JSON answer.
+        raise ApiError(400, "stream must be true or false", code="invalid_request")
     if out.get("n") is not None:
         n = _positive_int(out["n"], "n")
         if n > limits.max_n:

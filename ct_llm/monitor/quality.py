@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from ct_llm.feedback.vote_query import UNKNOWN_VERSION
 from ct_llm.feedback.votes import VoteCounts
-
-UNKNOWN_VERSION = "unknown"
-"""Events that name no model version are counted under this name (as feedback/stats.py does)."""
 
 
 def parse_vote(kind: str, value_text: str | None) -> bool | int | None:

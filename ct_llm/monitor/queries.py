@@ -30,14 +30,6 @@ def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
-def _utc_day(session: Session, column: Any) -> Any:
-    """`column` as an ISO day string (YYYY-MM-DD) in UTC, on SQLite and PostgreSQL."""
-    if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
-    # SQLite keeps DateTime as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC (see store/models.py).
-    return func.date(column)
-
-
 def _vote_text() -> Any:
     """The stored JSON of a vote as text; NULL for other kinds, whose values (edited answers,
     comments) are free text and would make one group per event."""

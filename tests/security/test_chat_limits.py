@@ -85,7 +85,8 @@ def test_per_tenant_caps_and_allowed_extras(tmp_path: Path, database_url: str | 
     server = FakeModelServer()
     with gateway(ws, server.handle) as client:
         body = {"messages": QUESTION, "n": 4, "top_k": 5}
-        assert client.post("/v1/chat/completions", json=body, headers=bearer(ws, tenant="big"))
+        r = client.post("/v1/chat/completions", json=body, headers=bearer(ws, tenant="big"))
+        assert r.status_code == 200, r.text
         assert server.requests[-1]["n"] == 4 and server.requests[-1]["top_k"] == 5
         r = client.post("/v1/chat/completions", json=body, headers=bearer(ws, tenant="small"))
         assert r.status_code == 400 and len(server.requests) == 1

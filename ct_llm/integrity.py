@@ -5,7 +5,9 @@ relative to the folder) to its sha256. Before an adapter is handed to vLLM (depl
 rollback, a replica's reload, an eval) and before a killed run's folder is adopted, every listed
 file is hashed again and compared; a weight file the manifest does not list is refused too, since
 it is what a tampered folder would add (vLLM reads `adapter_model.safetensors`, or a pickle in its
-place). Other unlisted files (a README, an editor's backup) are ignored: nothing loads them.
+place), and so are a tokenizer, a chat template or Python code (vLLM reads a LoRA's own
+tokenizer from its folder). Other unlisted files (a README, an editor's backup) are ignored:
+nothing loads them.
 
 The comparison is a pure function (`file_problems`); reading and hashing are at the edge
 (`verify_folder`), one streaming pass over each listed file per call.
@@ -25,6 +27,26 @@ MANIFEST_FILE = "manifest.json"
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib"})
 # Loaded as weights by vLLM, PEFT or torch: present but unlisted means not what was written.
 WEIGHT_SUFFIXES = PICKLE_SUFFIXES | {".safetensors"}
+# Read from an adapter folder by vLLM (a LoRA's own tokenizer and chat template) or run by
+# transformers (remote code): unlisted, they would change what is served after the gate.
+LOADED_NAMES = (
+    "tokenizer",
+    "special_tokens_map",
+    "added_tokens",
+    "chat_template",
+    "vocab.",
+    "merges.txt",
+    "generation_config",
+)
+
+
+def _loaded(name: str) -> bool:
+    path = PurePosixPath(name)
+    return path.suffix.lower() in WEIGHT_SUFFIXES | {".py"} or path.name.lower().startswith(
+        LOADED_NAMES
+    )
+
+
 _PREFIX = 12  # hex digits of a hash shown in messages: enough to tell two apart
 
 
@@ -55,8 +77,8 @@ def file_problems(
                 f"{name} does not match: sha256 {_short(expected)} recorded, {_short(actual)} found"
             )
     for name in sorted(set(present) - set(recorded)):
-        if PurePosixPath(name).suffix.lower() in WEIGHT_SUFFIXES:
-            problems.append(f"{name} is a weight file the manifest does not list")
+        if _loaded(name):
+            problems.append(f"{name} is a file a server loads, and the manifest does not list it")
     return problems
 
 

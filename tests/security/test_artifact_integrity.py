@@ -119,19 +119,28 @@ def test_one_flipped_byte_in_the_weights_is_refused_and_nothing_is_loaded(
         assert [e.outcome for e in registry.history(s, TENANT, version)][-1] == "failed"
 
 
-@pytest.mark.parametrize("extra", ["new_embeddings.safetensors", "more/adapter_model.safetensors"])
-def test_an_unlisted_weight_file_is_refused(ws: Workspace, extra: str) -> None:
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "new_embeddings.safetensors",
+        "more/adapter_model.safetensors",
+        "tokenizer_config.json",  # vLLM reads a LoRA's own tokenizer (and chat template)
+        "chat_template.jinja",
+        "modeling_evil.py",
+    ],
+)
+def test_an_unlisted_file_a_server_loads_is_refused(ws: Workspace, extra: str) -> None:
     # (An unlisted pickle, `.bin` / `.pt`, is refused before: see test_file_problems_...)
     version, folder = trained_adapter(ws, 1)
     (folder / extra).parent.mkdir(exist_ok=True)
     (folder / extra).write_bytes(b"\0" * 8)
-    with pytest.raises(IntegrityError, match=f"{extra} is a weight file the manifest does not"):
+    with pytest.raises(IntegrityError, match=f"{extra} is a file a server loads"):
         deploy_canary(ws, TENANT, version, server_url=SERVER)
     assert FakeVllm.loads == []
 
 
 def test_other_unlisted_files_are_ignored(ws: Workspace) -> None:
-    # Nothing loads them: vLLM reads adapter_config.json and the weights only.
+    # Nothing loads them: vLLM reads adapter_config.json, the weights and a tokenizer only.
     version, folder = trained_adapter(ws, 1)
     (folder / "README.md").write_text("notes")
     (folder / "notes").mkdir()
@@ -206,6 +215,6 @@ def test_file_problems_is_the_whole_rule() -> None:
     assert problems == [
         f"a.json is missing (sha256 {'1' * 12}… recorded)",
         f"w.safetensors does not match: sha256 {'2' * 12}… recorded, {'3' * 12}… found",
-        "state.pt is a weight file the manifest does not list",
-        "x/extra.SAFETENSORS is a weight file the manifest does not list",
+        "state.pt is a file a server loads, and the manifest does not list it",
+        "x/extra.SAFETENSORS is a file a server loads, and the manifest does not list it",
     ]

@@ -6,7 +6,6 @@ Importable as `adapter_files` from any test (pytest puts `tests/` on sys.path, a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,7 @@ from typing import Any
 def seal_adapter(folder: Path, **fields: Any) -> Path:
     """Write the folder's manifest.json with the sha256 of its two adapter files, as the trainer
     does last: every load compares the files with it (ct_llm/integrity.py)."""
-    from ct_llm.train.manifest import adapter_files_sha256
+    from ct_llm.train.manifest import seal_adapter as seal
 
-    record = {"version": folder.name, **fields, "files": adapter_files_sha256(folder)}
-    (folder / "manifest.json").write_text(json.dumps(record))
+    seal(folder, **fields)
     return folder

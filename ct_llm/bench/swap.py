@@ -243,6 +243,7 @@ def _register_versions(ws: Any, sources: list[Path], n: int) -> list[str]:
     under adapters/, as training would write it)."""
     from ct_llm.registry import registry
     from ct_llm.store.db import session_scope
+    from ct_llm.train.manifest import seal_adapter
 
     versions = []
     with session_scope(ws.database_url) as session:
@@ -250,7 +251,10 @@ def _register_versions(ws: Any, sources: list[Path], n: int) -> list[str]:
             version = registry.adapter_version_id(TENANT, ws.config.adapter_name, i)
             dest = ws.adapters_dir / version
             shutil.copytree(sources[i % len(sources)], dest)
-            registry.register_adapter(session, TENANT, version, i, str(dest), None, None, {})
+            files = seal_adapter(dest, tenant=TENANT, source="bench swap (random weights)")
+            registry.register_adapter(
+                session, TENANT, version, i, str(dest), None, None, {}, files_sha256=files
+            )
             registry.set_state(session, TENANT, version, "approved", actor="bench")
             versions.append(version)
     return versions

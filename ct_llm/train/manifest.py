@@ -62,6 +62,17 @@ def adapter_files_sha256(adapter_dir: Path) -> dict[str, str]:
     return {name: sha256_file(adapter_dir / name) for name in ADAPTER_FILES}
 
 
+def seal_adapter(adapter_dir: Path, **fields: Any) -> dict[str, str]:
+    """Write a manifest for an adapter made outside `ct-llm train` (a benchmark's random
+    adapter, an imported one): its two files' sha256, which every load checks
+    (ct_llm/integrity.py). Returns the hashes, for the registry row."""
+    files = adapter_files_sha256(adapter_dir)
+    atomic_write_json(
+        adapter_dir / MANIFEST_FILE, {"version": adapter_dir.name, **fields, "files": files}
+    )
+    return files
+
+
 def read_manifest(adapter_dir: Path) -> dict[str, Any] | None:
     """The adapter's manifest (or the older train record); None when it has neither."""
     for name in (MANIFEST_FILE, LEGACY_FILE):

@@ -25,6 +25,9 @@ TOKEN_ENV = "CT_LLM_SERVER_TOKEN"
 
 @dataclass(frozen=True)
 class ServerRecord:
+    """A server ct-llm started: its process, port, model folder and the token in its
+    environment."""
+
     pid: int
     port: int
     model_dir: str

@@ -38,6 +38,9 @@ class TokenBucket:
 
 
 class TenantQuotas:
+    """The quotas of every tenant, from `api.quotas` (a tenant's own entry overrides the
+    defaults); buckets are made on a tenant's first request."""
+
     def __init__(self, config: QuotaConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.config, self.clock = config, clock
         self._buckets: dict[tuple[str, str], TokenBucket] = {}

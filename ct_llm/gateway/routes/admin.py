@@ -4,6 +4,7 @@ would be read and parsed first) and validated here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -72,16 +73,30 @@ def status_page(
     return HTMLResponse(render_status_page(payload), headers=headers)
 
 
-@router.post("/v1/admin/rollback")
-def admin_rollback(
-    p: Principal = Depends(admin_role), state: GatewayState = Depends(gateway_state)
-) -> dict[str, Any]:
+async def _rollout(
+    action: Callable[..., Any], p: Principal, state: GatewayState, *args: Any, **kwargs: Any
+) -> Any:
+    """Run a rollout action (deploy/rollout.py) for the caller's tenant off the event loop,
+    recorded as done by the caller's key; its refusals become 4xx/502 answers."""
     try:
-        return rollback(
-            state.ws, p.tenant, actor=f"api:{p.key_prefix}", server_url=state.upstream_urls
+        return await run_in_threadpool(
+            action,
+            state.ws,
+            p.tenant,
+            *args,
+            actor=f"api:{p.key_prefix}",
+            server_url=state.upstream_urls,
+            **kwargs,
         )
     except CtLlmError as e:
         raise _admin_error(e) from None
+
+
+@router.post("/v1/admin/rollback")
+async def admin_rollback(
+    p: Principal = Depends(admin_role), state: GatewayState = Depends(gateway_state)
+) -> Any:
+    return await _rollout(rollback, p, state)
 
 
 @router.post("/v1/admin/promote")
@@ -94,17 +109,7 @@ async def admin_promote(
     if (await request.body()).strip():
         data = await read_json_body(request, state.ws.config.api.max_body_bytes)
         body = _admin_body(PromoteRequest, data)
-    try:
-        return await run_in_threadpool(
-            promote,
-            state.ws,
-            p.tenant,
-            version_id=body.version if body else None,
-            actor=f"api:{p.key_prefix}",
-            server_url=state.upstream_urls,
-        )
-    except CtLlmError as e:
-        raise _admin_error(e) from None
+    return await _rollout(promote, p, state, version_id=body.version if body else None)
 
 
 @router.post("/v1/admin/canary")
@@ -115,15 +120,4 @@ async def admin_canary(
 ) -> Any:
     data = await read_json_body(request, state.ws.config.api.max_body_bytes)
     body = _admin_body(CanaryRequest, data)
-    try:
-        return await run_in_threadpool(
-            deploy_canary,
-            state.ws,
-            p.tenant,
-            body.version,
-            weight=body.weight,
-            actor=f"api:{p.key_prefix}",
-            server_url=state.upstream_urls,
-        )
-    except CtLlmError as e:
-        raise _admin_error(e) from None
+    return await _rollout(deploy_canary, p, state, body.version, weight=body.weight)

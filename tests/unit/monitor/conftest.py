@@ -30,24 +30,26 @@ class Seed:
     def __init__(self, ws: Workspace) -> None:
         self.ws, self.n = ws, 0
 
+    def _event(
+        self, tenant: str, version: str | None, kind: str, value: Any, at: datetime, **extra: Any
+    ) -> FeedbackEvent:
+        self.n += 1
+        return FeedbackEvent(
+            tenant=tenant,
+            event_id=f"e{self.n}",
+            payload_hash="h",
+            kind=kind,
+            value=value,
+            model_version=version,
+            created_at=at,
+            received_at=at,
+            **extra,
+        )
+
     def votes(
         self, tenant: str, version: str | None, kind: str, value: Any, at: datetime, n: int = 1
     ) -> None:
-        rows = []
-        for _ in range(n):
-            self.n += 1
-            rows.append(
-                FeedbackEvent(
-                    tenant=tenant,
-                    event_id=f"e{self.n}",
-                    payload_hash="h",
-                    kind=kind,
-                    value=value,
-                    model_version=version,
-                    created_at=at,
-                    received_at=at,
-                )
-            )
+        rows = [self._event(tenant, version, kind, value, at) for _ in range(n)]
         with session_scope(self.ws.database_url) as s:
             s.add_all(rows)
 
@@ -79,19 +81,7 @@ class Seed:
                         created_at=at,
                     )
                 )
-                s.add(
-                    FeedbackEvent(
-                        tenant=tenant,
-                        event_id=f"e{self.n}",
-                        payload_hash="h",
-                        kind=kind,
-                        value=value,
-                        model_version=version,
-                        response_id=rid,
-                        created_at=at,
-                        received_at=at,
-                    )
-                )
+                s.add(self._event(tenant, version, kind, value, at, response_id=rid))
 
     def event(
         self,
